@@ -1,0 +1,73 @@
+"""Settings: the one place that reads the environment (and a `.env` file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SAMPLE_CSV = Path(__file__).parent / "contacts" / "sample_contacts.csv"
+
+
+class Settings(BaseSettings):
+    """Every knob of Contact Book. Names match the environment variables in DESIGN.md."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    celery_broker_url: str | None = None
+    celery_result_backend: str | None = None
+
+    nimble_api_url: str = "https://api.nimble.com"
+    nimble_api_key: SecretStr | None = None
+    nimble_per_page: int = Field(default=100, ge=1, le=1000)
+    nimble_concurrency: int = Field(default=4, ge=1, le=32)
+    sync_schedule: str = "0 0 * * *"
+
+    contactbook_home: Path = Path(".contactbook")
+    contactbook_csv: Path | None = None
+    contactbook_admin_token: SecretStr | None = None
+    contactbook_api_tokens: SecretStr | None = None
+
+    log_level: str = "INFO"
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_pool_timeout: float = Field(default=5.0, gt=0)
+    max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
+    search_result_expires: int = Field(default=3600, ge=60)
+
+    @field_validator("nimble_api_key", "contactbook_admin_token", "contactbook_api_tokens")
+    @classmethod
+    def _blank_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return value
+
+    @property
+    def initial_csv(self) -> Path:
+        """The file the start-up import reads when the database has no contacts."""
+        return self.contactbook_csv or SAMPLE_CSV
+
+    @property
+    def api_tokens(self) -> list[str]:
+        """Read tokens; an empty list means the read endpoints are open."""
+        if self.contactbook_api_tokens is None:
+            return []
+        raw = self.contactbook_api_tokens.get_secret_value()
+        return [token.strip() for token in raw.split(",") if token.strip()]
+
+    @property
+    def broker_url(self) -> str | None:
+        return self.celery_broker_url or self.redis_url
+
+    @property
+    def result_backend(self) -> str | None:
+        return self.celery_result_backend or self.redis_url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()
