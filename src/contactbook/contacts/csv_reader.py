@@ -1,0 +1,455 @@
+"""Read a Nimble contacts CSV as a stream of contacts and skipped rows.
+
+One reader serves every way a CSV arrives (``contactbook import``, the initial
+import at start-up, the upload endpoint)::
+
+    with ContactsCsv.open(path) as csv_file:
+        for item in csv_file.rows():
+            if isinstance(item, SkippedRow):
+                ...  # item.line, item.reason
+            else:
+                ...  # a CsvContact
+
+What it accepts (the "CSV input" contract in DESIGN.md):
+
+* **Encoding**: UTF-8, with or without a byte-order mark. Anything else is
+  refused with :class:`UnusableCsvError` naming the line of the first bad byte,
+  even when that byte sits near the end of a large file: the importer writes
+  nothing until the whole file has been read, so refusing late is safe.
+* **Line endings**: CRLF, LF or CR; quoted fields may contain newlines.
+* **Delimiter**: a comma, unless the header row clearly uses a semicolon or a
+  tab (Excel writes those in some locales): the delimiter that turns the header
+  into the most known columns wins, ties go to the comma. An Excel ``sep=;``
+  first line is honoured too.
+* **Header**: the first non-blank row. Names are matched ignoring case,
+  spaces, punctuation and a parenthesised qualifier, so ``First Name``,
+  ``first_name``, ``FirstName`` and ``first-name`` are one column, and
+  ``email (work)`` is ``email``. The names understood are:
+
+  ============  ===============================================================
+  field         header names (after normalising)
+  ============  ===============================================================
+  first_name    first name, firstname, first, given name, forename
+  last_name     last name, lastname, last, surname, family name
+  email         email, e-mail, email address, e-mail address, mail address
+  description   description, bio, biography, about
+  ============  ===============================================================
+
+  "notes" is deliberately *not* a description: in CRM exports it holds call
+  notes, not a profile. Other columns are ignored and listed once in
+  :attr:`ContactsCsv.ignored_columns`; when two columns mean the same field the
+  first one is used and the second is listed as ignored.
+* **Rows**: values are stripped of surrounding whitespace and an empty value
+  becomes ``None``. Extra cells beyond the header are ignored, missing cells
+  are ``None``. A row without any of the four fields (including a blank line)
+  is yielded as a :class:`SkippedRow` with its line number. Nothing else is
+  judged: an email that does not look like an address and a cell starting
+  with ``=``, ``+``, ``-`` or ``@`` are kept exactly as written, because the
+  import must never lose data.
+
+Line numbers are physical lines of the file (the header is usually line 1); a
+record whose quoted field spans several lines is reported at the line where it
+starts, and later records keep their true line numbers.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Protocol, Self
+
+__all__ = [
+    "FIELDS",
+    "FIELD_SIZE_LIMIT",
+    "NO_KNOWN_FIELDS",
+    "ContactsCsv",
+    "CsvContact",
+    "SkippedRow",
+    "UnusableCsvError",
+]
+
+FIELDS = ("first_name", "last_name", "email", "description")
+"""The known fields, in the order a CSV usually has them."""
+
+FIELD_SIZE_LIMIT = 1024 * 1024
+"""Longest field accepted, in characters. A larger one means the file is not a
+contacts CSV, or an unclosed quote swallowed the rest of the file."""
+
+NO_KNOWN_FIELDS = "no first name, last name, email or description"
+"""The reason given for a skipped row (a blank line included)."""
+
+SAVE_AS_UTF8 = "save it as UTF-8 (in Excel: File > Save As > CSV UTF-8) and import again"
+
+_SNIFF_BYTES = 64 * 1024
+_SCAN_BYTES = 1024 * 1024
+
+_HEADER_NAMES = {
+    "first_name": ("firstname", "first", "givenname", "forename"),
+    "last_name": ("lastname", "last", "surname", "familyname"),
+    "email": ("email", "emailaddress", "mailaddress"),
+    "description": ("description", "bio", "biography", "about"),
+}
+_FIELD_BY_HEADER = {name: field for field, names in _HEADER_NAMES.items() for name in names}
+_QUALIFIER = re.compile(r"\([^)]*\)|\[[^\]]*\]")
+_SEPARATORS = re.compile(r"[\W_]+")
+_EXCEL_SEP_LINE = re.compile(r"sep=(.)\s*$", re.IGNORECASE)
+_DELIMITERS = (",", ";", "\t")
+
+
+class UnusableCsvError(Exception):
+    """The file cannot be imported at all; the message says why and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class CsvContact:
+    """One contact read from the file: values stripped, empty ones ``None``."""
+
+    line: int
+    first_name: str | None
+    last_name: str | None
+    email: str | None
+    description: str | None
+
+
+@dataclass(slots=True)
+class SkippedRow:
+    """A row that holds no contact, with the line where it starts."""
+
+    line: int
+    reason: str
+
+
+def field_for_header(header: str) -> str | None:
+    """The known field a header names (``"E-mail (work)"`` -> ``"email"``), or ``None``."""
+    key = _SEPARATORS.sub("", _QUALIFIER.sub("", header).casefold())
+    return _FIELD_BY_HEADER.get(key)
+
+
+class ContactsCsv:
+    """An open contacts CSV whose header has been read; iterate :meth:`rows` once.
+
+    Use :meth:`open`, not the constructor. ``columns`` maps each known field
+    found to its header as written; ``ignored_columns`` lists the other headers
+    (an unnamed column appears as ``"column 5 (no header)"``). ``size`` and
+    :meth:`position` (bytes) let a caller draw a progress bar.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        path: Path,
+        binary: IO[bytes],
+        text: io.TextIOWrapper,
+        lines: _LineCounter,
+        size: int,
+        delimiter: str,
+        header_line: int,
+        columns: dict[str, str],
+        indexes: dict[str, int],
+        ignored_columns: list[str],
+    ) -> None:
+        self.name = name
+        self.size = size
+        self.delimiter = delimiter
+        self.header_line = header_line
+        self.columns = columns
+        self.ignored_columns = ignored_columns
+        self._path = path
+        self._binary = binary
+        self._text = text
+        self._lines = lines
+        self._indexes = indexes
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, display_name: str | None = None) -> Self:
+        """Open ``path`` and read its header, or raise :class:`UnusableCsvError`.
+
+        ``display_name`` is how messages name the file (say, the name of an
+        uploaded file saved under a temporary path); the path by default.
+        """
+        name = display_name or os.fspath(path)
+        path = Path(path)
+        binary = _open_binary(path, name)
+        try:
+            size = os.fstat(binary.fileno()).st_size
+            start = binary.read(_SNIFF_BYTES)
+            _check_looks_like_text(start, name, complete=len(start) == size)
+            delimiter, sep_line = _choose_delimiter(start.decode("utf-8-sig", errors="replace"))
+            binary.seek(0)
+            text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
+        except BaseException:
+            binary.close()
+            raise
+        try:
+            # Process-wide, as the csv module offers no per-reader limit.
+            csv.field_size_limit(FIELD_SIZE_LIMIT)
+            lines = _LineCounter(csv.reader(text, delimiter=delimiter))
+            return cls._read_header(name, path, binary, text, lines, size, delimiter, sep_line)
+        except BaseException:
+            text.close()
+            raise
+
+    @classmethod
+    def _read_header(
+        cls,
+        name: str,
+        path: Path,
+        binary: IO[bytes],
+        text: io.TextIOWrapper,
+        lines: _LineCounter,
+        size: int,
+        delimiter: str,
+        sep_line: bool,
+    ) -> Self:
+        header: list[str] | None = None
+        header_line = 0
+        with _UnusableOnError(name, lines, path):
+            for start, row in lines:
+                if start == 1 and sep_line:
+                    continue
+                if any(cell.strip() for cell in row):
+                    header, header_line = row, start
+                    break
+        if header is None:
+            raise UnusableCsvError(
+                f"{name} is empty: export the contacts from Nimble as CSV and import that file"
+            )
+        columns: dict[str, str] = {}
+        indexes: dict[str, int] = {}
+        ignored: list[str] = []
+        for index, written in enumerate(header):
+            field = field_for_header(written)
+            if field is not None and field not in columns:
+                columns[field] = written
+                indexes[field] = index
+            elif written.strip():
+                ignored.append(written)
+            else:
+                ignored.append(f"column {index + 1} (no header)")
+        if not columns:
+            raise UnusableCsvError(_no_known_column_message(name, header, header_line))
+        return cls(
+            name, path, binary, text, lines, size, delimiter, header_line, columns, indexes, ignored
+        )
+
+    def rows(self) -> Iterator[CsvContact | SkippedRow]:
+        """Yield each record after the header as a contact or a skipped row.
+
+        Raises :class:`UnusableCsvError` when the rest of the file turns out
+        not to be UTF-8 or holds a field over :data:`FIELD_SIZE_LIMIT`.
+        """
+        first = self._indexes.get("first_name")
+        last = self._indexes.get("last_name")
+        email = self._indexes.get("email")
+        description = self._indexes.get("description")
+        with _UnusableOnError(self.name, self._lines, self._path):
+            for line, row in self._lines:
+                width = len(row)
+                values = (
+                    _value(row, first, width),
+                    _value(row, last, width),
+                    _value(row, email, width),
+                    _value(row, description, width),
+                )
+                if values == (None, None, None, None):
+                    yield SkippedRow(line, NO_KNOWN_FIELDS)
+                else:
+                    yield CsvContact(line, *values)
+
+    def position(self) -> int:
+        """Bytes of the file consumed so far (ahead by at most one read chunk)."""
+        if self._binary.closed:
+            return self.size
+        return min(self._binary.tell(), self.size)
+
+    def close(self) -> None:
+        self._text.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class _CsvReader(Protocol):
+    line_num: int
+
+    def __iter__(self) -> Iterator[list[str]]: ...
+
+
+class _LineCounter:
+    """Pairs each csv record with the physical line where it starts.
+
+    ``csv.reader.line_num`` counts lines read *so far*, so a record starts one
+    line after the previous record ended.
+    """
+
+    def __init__(self, reader: _CsvReader) -> None:
+        self._reader = reader
+        self.line_num = 0
+
+    def __iter__(self) -> Iterator[tuple[int, list[str]]]:
+        for row in self._reader:
+            start = self.line_num + 1
+            self.line_num = self._reader.line_num
+            yield start, row
+
+    @property
+    def next_line(self) -> int:
+        """The line where the record being read (if any) starts."""
+        return self.line_num + 1
+
+
+def _value(row: list[str], index: int | None, width: int) -> str | None:
+    if index is None or index >= width:
+        return None
+    return row[index].strip() or None
+
+
+class _UnusableOnError:
+    """Turn decoding and csv errors met while reading into :class:`UnusableCsvError`."""
+
+    def __init__(self, name: str, lines: _LineCounter, path: Path) -> None:
+        self._name = name
+        self._lines = lines
+        self._path = path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, UnicodeDecodeError):
+            where = _first_bad_byte(self._path)
+            detail = f"invalid byte 0x{where[0]:02x} at line {where[1]}" if where else str(exc)
+            raise UnusableCsvError(
+                f"{self._name} is not UTF-8 text ({detail}): {SAVE_AS_UTF8}"
+            ) from exc
+        if isinstance(exc, csv.Error):
+            line = self._lines.next_line
+            if "field larger than field limit" in str(exc):
+                raise UnusableCsvError(
+                    f"{self._name} line {line}: a field is longer than "
+                    f"{FIELD_SIZE_LIMIT // (1024 * 1024)} MiB, which no contact has; often a "
+                    'quote (") opened there is never closed. Fix that line and import again'
+                ) from exc
+            raise UnusableCsvError(
+                f"{self._name} line {line} is not valid CSV ({exc}): fix that line and import again"
+            ) from exc
+
+
+def _open_binary(path: Path, name: str) -> IO[bytes]:
+    try:
+        return path.open("rb")
+    except FileNotFoundError:
+        raise UnusableCsvError(f"{name} does not exist: check the path and try again") from None
+    except IsADirectoryError:
+        raise UnusableCsvError(
+            f"{name} is a directory, not a file: give the path of the CSV file inside it"
+        ) from None
+    except PermissionError:
+        raise UnusableCsvError(
+            f"{name} cannot be read (permission denied): check its permissions"
+        ) from None
+    except OSError as error:
+        raise UnusableCsvError(f"{name} cannot be opened ({error.strerror})") from None
+
+
+def _check_looks_like_text(start: bytes, name: str, *, complete: bool) -> None:
+    """Refuse, from the first chunk, files that are clearly not UTF-8 CSV text."""
+    if not start.removeprefix(codecs.BOM_UTF8).strip():
+        raise UnusableCsvError(
+            f"{name} is empty: export the contacts from Nimble as CSV and import that file"
+        )
+    if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise UnusableCsvError(f"{name} is UTF-16 text, not UTF-8: {SAVE_AS_UTF8}")
+    if start.startswith(b"PK\x03\x04"):
+        raise UnusableCsvError(
+            f"{name} is a zip archive or an Excel workbook, not CSV: "
+            "in Excel use File > Save As > CSV UTF-8, then import that file"
+        )
+    if b"\x00" in start:
+        raise UnusableCsvError(
+            f"{name} is a binary file, not CSV text: export the contacts as CSV and import that"
+        )
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        decoder.decode(start, final=complete)
+    except UnicodeDecodeError as error:
+        byte = start[error.start]
+        line = start.count(b"\n", 0, error.start) + 1
+        raise UnusableCsvError(
+            f"{name} is not UTF-8 text (invalid byte 0x{byte:02x} at line {line}): {SAVE_AS_UTF8}"
+        ) from None
+
+
+def _first_bad_byte(path: Path) -> tuple[int, int] | None:
+    """The first byte that is not UTF-8 and its line number, scanning the file again."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    lines_before = 0
+    with path.open("rb") as file:
+        while True:
+            chunk = file.read(_SCAN_BYTES)
+            # The decoder keeps the bytes of a character cut by the chunk end and
+            # reports positions within (those bytes + chunk); they are never b"\n".
+            pending = decoder.getstate()[0]
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as error:
+                data = pending + chunk
+                return data[error.start], lines_before + data.count(b"\n", 0, error.start) + 1
+            if not chunk:
+                return None
+            lines_before += chunk.count(b"\n")
+
+
+def _choose_delimiter(start: str) -> tuple[str, bool]:
+    """The delimiter (see module docs), and whether line 1 is Excel's ``sep=`` line."""
+    lines = start.splitlines()
+    if not lines:
+        return ",", False
+    excel = _EXCEL_SEP_LINE.match(lines[0])
+    if excel and excel.group(1) in _DELIMITERS:
+        return excel.group(1), True
+    first = next((line for line in lines if line.strip()), "")
+    best, best_known = ",", -1
+    for delimiter in _DELIMITERS:
+        cells = next(csv.reader([first], delimiter=delimiter), [])
+        known = len({field_for_header(cell) for cell in cells} - {None})
+        if known > best_known:
+            best, best_known = delimiter, known
+    return best, False
+
+
+def _no_known_column_message(name: str, header: list[str], line: int) -> str:
+    shown = ", ".join(repr(cell.strip()) for cell in header[:8])
+    if len(header) > 8:
+        shown += ", …"
+    looks_like_data = any("@" in cell for cell in header)
+    why = (
+        "it looks like data, so the header row seems to be missing"
+        if looks_like_data
+        else "none of these is a known column"
+    )
+    return (
+        f"{name} has no usable header: line {line} reads {shown} and {why}. "
+        "Put a header row first naming at least one of: first name, last name, "
+        "email, description; then import again"
+    )
