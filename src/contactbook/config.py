@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -71,3 +72,16 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process's settings, read once."""
     return Settings()
+
+
+def export_service_urls(database_url: str, redis_url: str | None) -> Settings:
+    """Make resolved URLs (embedded servers) the environment of this process and its children.
+
+    Uvicorn workers, Celery and `serve`'s child processes build their own settings from
+    the environment, so the URLs chosen at start-up must be there.
+    """
+    os.environ["DATABASE_URL"] = database_url
+    if redis_url is not None:
+        os.environ["REDIS_URL"] = redis_url
+    get_settings.cache_clear()
+    return get_settings()

@@ -34,6 +34,20 @@ CREATE FUNCTION contactbook_email_terms(email text) RETURNS text
         regexp_replace(split_part(lower(email), '@', 2), '\.[^.]+$', '')
     );
 
+-- Two rows are the same person when their emails match case-insensitively, or, without
+-- an email, when their names match (and their bios, for rows with no name either).
+-- Plain equality on this key lets PostgreSQL hash-join large imports.
+CREATE FUNCTION contactbook_person_key(
+    email text, first_name text, last_name text, description text
+) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE
+        WHEN email IS NOT NULL THEN 'e:' || lower(email)
+        ELSE 'n:' || coalesce(lower(first_name), '') || '|' || coalesce(lower(last_name), '')
+            || '|' || CASE WHEN first_name IS NULL AND last_name IS NULL
+                           THEN coalesce(description, '') ELSE '' END
+    END;
+
 CREATE TABLE contacts (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     nimble_id text UNIQUE,
@@ -56,6 +70,9 @@ CREATE TABLE contacts (
 
 CREATE INDEX contacts_search_vector_idx ON contacts USING gin (search_vector);
 CREATE INDEX contacts_email_lower_idx ON contacts (lower(email));
+CREATE INDEX contacts_person_key_idx
+    ON contacts (contactbook_person_key(email, first_name, last_name, description))
+    WHERE deleted_at IS NULL;
 CREATE INDEX contacts_live_idx ON contacts (id) WHERE deleted_at IS NULL;
 
 CREATE TABLE import_runs (
@@ -95,6 +112,7 @@ DROP TABLE IF EXISTS sync_runs;
 DROP TABLE IF EXISTS import_runs;
 DROP TABLE IF EXISTS contacts;
 DROP FUNCTION IF EXISTS contactbook_email_terms(text);
+DROP FUNCTION IF EXISTS contactbook_person_key(text, text, text, text);
 DROP FUNCTION IF EXISTS contactbook_fold(text);
 """
 

@@ -1,0 +1,3 @@
+from contactbook.cli import main
+
+main()

@@ -1,0 +1,63 @@
+"""Version 1: synchronous search and contact reads."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Response
+
+from contactbook.api.deps import Conn, Reader
+from contactbook.contacts import repository
+from contactbook.contacts.schemas import Contact, SearchHit, Stats
+from contactbook.contacts.search import MAX_LIMIT, MAX_OFFSET, search_contacts
+
+router = APIRouter(prefix="/api/v1", dependencies=[Reader], tags=["v1"])
+
+SearchText = Annotated[
+    str | None,
+    Query(description="What to find: names, email or its parts, bio words. 1-200 characters."),
+]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Results per page (1-100).")]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Results to skip.")]
+
+
+@router.get("/search", response_model=list[SearchHit])
+def search(
+    conn: Conn, response: Response, text: SearchText = None, limit: Limit = 20, offset: Offset = 0
+) -> list[dict]:
+    """Contacts matching `text`, best match first. `X-Total-Count` gives all matches."""
+    page = search_contacts(conn, text, limit=limit, offset=offset)
+    response.headers["X-Total-Count"] = str(page.total)
+    return page.contacts
+
+
+@router.get("/contacts", response_model=list[Contact])
+def list_contacts(
+    conn: Conn, response: Response, limit: Limit = 20, offset: Offset = 0
+) -> list[dict]:
+    """Live contacts in id order. `X-Total-Count` gives how many there are."""
+    response.headers["X-Total-Count"] = str(repository.count_live_contacts(conn))
+    return repository.list_contacts(conn, limit=limit, offset=offset)
+
+
+@router.get(
+    "/contacts/{contact_id}",
+    response_model=Contact,
+    responses={404: {"description": "No live contact has this id."}},
+)
+def get_contact(contact_id: int, conn: Conn) -> dict:
+    """One contact by its id."""
+    contact = repository.get_contact(conn, contact_id)
+    if contact is None:
+        raise HTTPException(404, f"no contact with id {contact_id}")
+    return contact
+
+
+@router.get("/stats", response_model=Stats)
+def stats(conn: Conn) -> Stats:
+    """How many contacts there are and when the last sync succeeded."""
+    last_sync = repository.last_successful_sync(conn)
+    return Stats(
+        contacts=repository.count_live_contacts(conn),
+        last_sync=last_sync.isoformat() if last_sync else None,
+    )

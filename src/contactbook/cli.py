@@ -1,0 +1,320 @@
+"""The `contactbook` command: one entry point for every process and chore."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+from rich.table import Table
+
+from contactbook import db
+from contactbook.config import Settings, export_service_urls, get_settings
+from contactbook.embedded import EmbeddedServerError, embedded_services
+
+app = typer.Typer(
+    help="Contact Book: Nimble CRM contacts in your own PostgreSQL, searchable.\n\n"
+    "With DATABASE_URL / REDIS_URL unset, every command uses embedded PostgreSQL and Redis "
+    "under CONTACTBOOK_HOME (./.contactbook).",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database chores.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True)
+
+EXIT_UNUSABLE_INPUT = 2
+
+
+def main() -> None:
+    app()
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address the API listens on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port the API listens on.")] = 8000,
+) -> None:
+    """Run everything on this machine: database, broker, migrations, API, worker and beat.
+
+    The first start imports the sample contacts (or CONTACTBOOK_CSV) when the database
+    is empty. Ctrl-C or SIGTERM stops every child cleanly.
+
+    Example: `contactbook serve --port 8080`
+    """
+    settings = get_settings()
+    logs = settings.contactbook_home.expanduser().resolve() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with _services(settings, redis_needed=True) as urls:
+        export_service_urls(urls.database_url, urls.redis_url)
+        db.upgrade(urls.database_url)
+        children = {
+            "api": [sys.executable, "-m", "contactbook", "api", "--host", host,
+                    "--port", str(port)],
+        }  # fmt: skip
+        _supervise(children, logs, banner=f"http://{host}:{port}")
+
+
+@app.command()
+def api(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+) -> None:
+    """Run the HTTP API alone (applies migrations first).
+
+    Example: `contactbook api --host 0.0.0.0 --port 8000 --workers 2`
+    """
+    import uvicorn
+
+    settings = get_settings()
+    with _services(settings, redis_needed=False) as urls:
+        export_service_urls(urls.database_url, urls.redis_url)
+        db.wait_for_database(urls.database_url)
+        db.upgrade(urls.database_url)
+        uvicorn.run(
+            "contactbook.api.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=settings.log_level.lower(),
+        )
+
+
+# --------------------------------------------------------------------------- data
+
+
+@app.command("import")
+def import_command(
+    path: Annotated[Path, typer.Argument(help="The contacts CSV file.", show_default=False)],
+) -> None:
+    """Import a contacts CSV now; print rows read, inserted, updated and skipped.
+
+    Columns are matched loosely (`First Name`, `first_name`, `e-mail`, `Email (work)`...);
+    other columns are ignored. Importing the same file twice changes nothing. Exit 2, with
+    nothing written, when the file cannot be used.
+
+    Example: `contactbook import ~/Downloads/nimble-contacts.csv`
+    """
+    from contactbook.contacts.importer import UnusableCsvError, import_csv
+
+    settings = get_settings()
+    with _services(settings) as urls:
+        db.upgrade(urls.database_url)
+        try:
+            if out.is_terminal:
+                with Progress(
+                    "[progress.description]{task.description}",
+                    BarColumn(),
+                    DownloadColumn(),
+                    TimeRemainingColumn(),
+                    console=out,
+                    transient=True,
+                ) as bar:
+                    task = bar.add_task(f"importing {path.name}", total=None)
+
+                    def progress(done: int, total: int) -> None:
+                        bar.update(task, completed=done, total=total)
+
+                    summary = import_csv(urls.database_url, path, progress=progress)
+            else:
+                summary = import_csv(urls.database_url, path)
+        except UnusableCsvError as error:
+            raise _fail(f"{error}\nNothing was imported.", EXIT_UNUSABLE_INPUT) from error
+    table = Table(title=f"Imported {path}", show_header=False)
+    for label, value in (
+        ("rows read", summary.rows_read),
+        ("inserted", summary.inserted),
+        ("updated", summary.updated),
+        ("unchanged", summary.unchanged),
+        ("skipped", len(summary.skipped)),
+    ):
+        table.add_row(label, str(value))
+    out.print(table)
+    if summary.ignored_columns:
+        out.print(f"ignored columns: {', '.join(summary.ignored_columns)}", highlight=False)
+    shown = summary.skipped[:20]
+    for row in shown:
+        out.print(f"  skipped line {row.line}: {row.reason}", highlight=False)
+    if len(summary.skipped) > len(shown):
+        out.print(f"  … and {len(summary.skipped) - len(shown)} more skipped rows")
+
+
+@app.command()
+def search(
+    text: Annotated[str, typer.Argument(help="What to find.", show_default=False)],
+    limit: Annotated[int, typer.Option(min=1, max=100, help="How many results.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON list.")] = False,
+) -> None:
+    """Search contacts the same way as `GET /api/v1/search`.
+
+    Examples: `contactbook search "tom northwind"`, `contactbook search hendr --json`
+    """
+    from contactbook.contacts.schemas import SearchHit
+    from contactbook.contacts.search import InvalidSearch, search_contacts
+
+    settings = get_settings()
+    with _services(settings) as urls, db.connect(urls.database_url) as conn:
+        try:
+            page = search_contacts(conn, text, limit=limit)
+        except InvalidSearch as error:
+            raise _fail(str(error), EXIT_UNUSABLE_INPUT) from error
+    hits = [SearchHit.model_validate(c).model_dump(mode="json") for c in page.contacts]
+    if as_json:
+        typer.echo(json.dumps(hits, ensure_ascii=False))
+        return
+    if not hits:
+        out.print("no contact matches; try fewer or shorter words")
+        return
+    table = Table(title=f"{page.total} match(es) for {text!r}")
+    for column in ("id", "name", "email", "description"):
+        table.add_column(column, overflow="fold")
+    for hit in hits:
+        name = " ".join(p for p in (hit["first_name"], hit["last_name"]) if p)
+        table.add_row(str(hit["id"]), name, hit["email"] or "", hit["description"] or "")
+    out.print(table)
+
+
+class ExportFormat(StrEnum):
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+@app.command()
+def export(
+    format: Annotated[ExportFormat, typer.Option("--format", help="Output format.")] = (
+        ExportFormat.jsonl
+    ),
+) -> None:
+    """Write every live contact to stdout (jsonl: one JSON object per line).
+
+    CSV cells that a spreadsheet would run as a formula (starting with =, +, -, @) are
+    prefixed with an apostrophe.
+
+    Example: `contactbook export --format csv > contacts.csv`
+    """
+    import csv
+
+    from contactbook.contacts import repository
+    from contactbook.contacts.schemas import CONTACT_FIELDS
+
+    settings = get_settings()
+    with _services(settings) as urls, db.connect(urls.database_url) as conn:
+        stream = sys.stdout
+        writer = None
+        if format is ExportFormat.csv:
+            writer = csv.writer(stream, lineterminator="\n")
+            writer.writerow(CONTACT_FIELDS)
+        with conn.transaction():
+            for contact in repository.iter_live_contacts(conn):
+                if writer is None:
+                    stream.write(json.dumps(contact, ensure_ascii=False) + "\n")
+                else:
+                    writer.writerow([_spreadsheet_safe(contact[f]) for f in CONTACT_FIELDS])
+
+
+def _spreadsheet_safe(value: object) -> object:
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending migrations (serve and api also do this on start).
+
+    Example: `DATABASE_URL=postgresql://… contactbook db upgrade`
+    """
+    settings = get_settings()
+    with _services(settings) as urls:
+        db.wait_for_database(urls.database_url)
+        db.upgrade(urls.database_url)
+    out.print("database is up to date")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _services:
+    """`embedded_services`, with a readable error instead of a traceback."""
+
+    def __init__(self, settings: Settings, *, redis_needed: bool = False) -> None:
+        self._context = embedded_services(settings, redis_needed=redis_needed)
+
+    def __enter__(self):
+        try:
+            return self._context.__enter__()
+        except EmbeddedServerError as error:
+            raise _fail(str(error)) from error
+
+    def __exit__(self, *exc_info):
+        return self._context.__exit__(*exc_info)
+
+
+def _supervise(children: dict[str, list[str]], logs: Path, *, banner: str) -> None:
+    """Run child processes until one dies or we are told to stop; then stop them all."""
+    stopping = threading.Event()
+
+    def request_stop(signum, frame) -> None:
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    processes: dict[str, subprocess.Popen] = {}
+    try:
+        for name, command in children.items():
+            log_path = logs / f"{name}.log"
+            log_file = log_path.open("ab")
+            processes[name] = subprocess.Popen(
+                command,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=os.environ.copy(),
+                start_new_session=True,  # our Ctrl-C is relayed as SIGTERM, once
+            )
+            log_file.close()
+            err.print(f"started {name} (pid {processes[name].pid}), logging to {log_path}")
+        err.print(f"Contact Book is running on {banner} — Ctrl-C to stop")
+        while not stopping.is_set():
+            for name, process in processes.items():
+                if process.poll() is not None:
+                    err.print(f"[red]{name} exited with code {process.returncode}[/]")
+                    stopping.set()
+            stopping.wait(0.5)
+    finally:
+        err.print("stopping…")
+        for process in processes.values():
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.monotonic() + 20
+        for name, process in processes.items():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                err.print(f"{name} did not stop in time; killing it")
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        err.print("stopped")

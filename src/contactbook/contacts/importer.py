@@ -1,0 +1,253 @@
+"""The one CSV import pipeline: used by the CLI, the start-up import and the upload endpoint.
+
+The file is streamed into a temporary staging table with COPY, then merged into
+`contacts` in the same transaction, so a file that turns out to be unusable halfway
+through writes nothing. Rows link to live contacts by lower-cased email (rows without
+an email by their names), the last row of a file wins over earlier rows with the same
+key, and only rows whose values change are rewritten, so importing a file twice changes
+nothing the second time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from contactbook.contacts.csv_reader import ContactsCsv, SkippedRow, UnusableCsvError
+
+log = logging.getLogger(__name__)
+
+# Held for the whole merge: imports (and the start-up "import when empty" check) queue
+# behind each other instead of racing to insert the same people twice.
+IMPORT_LOCK_KEY = 7_201_002
+
+Progress = Callable[[int, int], None]
+"""Called with (bytes read, file size) while the file streams in."""
+
+CREATE_STAGING = """
+CREATE TEMP TABLE import_rows (
+    line integer NOT NULL,
+    first_name text,
+    last_name text,
+    email text,
+    description text
+) ON COMMIT DROP
+"""
+
+COPY_STAGING = "COPY import_rows (line, first_name, last_name, email, description) FROM STDIN"
+
+# One row per person (see contactbook_person_key); the last row of the file wins.
+CREATE_LATEST = """
+CREATE TEMP TABLE import_latest ON COMMIT DROP AS
+SELECT DISTINCT ON (match_key) line, first_name, last_name, email, description, match_key
+FROM (
+    SELECT r.*,
+        contactbook_person_key(r.email, r.first_name, r.last_name, r.description) AS match_key
+    FROM import_rows r
+) keyed
+ORDER BY match_key, line DESC
+"""
+
+DUPLICATE_ROWS = """
+SELECT r.line, l.line AS kept_line
+FROM import_rows r
+JOIN import_latest l
+    ON l.match_key = contactbook_person_key(r.email, r.first_name, r.last_name, r.description)
+WHERE r.line <> l.line
+ORDER BY r.line
+"""
+
+# Which live contact each staged row belongs to (the oldest, when several share a key).
+CREATE_MATCHES = """
+CREATE TEMP TABLE import_matches ON COMMIT DROP AS
+SELECT l.line, min(c.id) AS contact_id
+FROM import_latest l
+LEFT JOIN contacts c
+    ON c.deleted_at IS NULL
+    AND contactbook_person_key(c.email, c.first_name, c.last_name, c.description) = l.match_key
+GROUP BY l.line
+"""
+
+# A blank cell never erases what the contact already has: nothing is lost by an import.
+UPDATE_MATCHED = """
+UPDATE contacts c SET
+    first_name = coalesce(l.first_name, c.first_name),
+    last_name = coalesce(l.last_name, c.last_name),
+    email = coalesce(l.email, c.email),
+    description = coalesce(l.description, c.description),
+    updated_at = now()
+FROM import_latest l JOIN import_matches m USING (line)
+WHERE c.id = m.contact_id
+  AND (coalesce(l.first_name, c.first_name), coalesce(l.last_name, c.last_name),
+       coalesce(l.email, c.email), coalesce(l.description, c.description))
+      IS DISTINCT FROM (c.first_name, c.last_name, c.email, c.description)
+"""
+
+INSERT_UNMATCHED = """
+INSERT INTO contacts (first_name, last_name, email, description, source)
+SELECT l.first_name, l.last_name, l.email, l.description, 'csv'
+FROM import_latest l JOIN import_matches m USING (line)
+WHERE m.contact_id IS NULL
+ORDER BY l.line
+"""
+
+# On an empty table the staged rows cannot match anything: skip the matching work.
+CREATE_NO_MATCHES = """
+CREATE TEMP TABLE import_matches ON COMMIT DROP AS
+SELECT line, NULL::bigint AS contact_id FROM import_latest
+"""
+
+START_RUN = "INSERT INTO import_runs (source) VALUES (%(source)s) RETURNING id"
+
+FINISH_RUN = """
+UPDATE import_runs SET finished_at = now(), status = %(status)s, rows_read = %(rows_read)s,
+    inserted = %(inserted)s, updated = %(updated)s, skipped = %(skipped)s, error = %(error)s
+WHERE id = %(id)s
+"""
+
+LOCK_IMPORTS = "SELECT pg_advisory_xact_lock(%(key)s)"
+
+TABLE_IS_EMPTY = "SELECT NOT EXISTS (SELECT 1 FROM contacts) AS empty"
+
+
+@dataclass
+class ImportSummary:
+    """What an import did: the figures the CLI prints and the API reports."""
+
+    source: str
+    rows_read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: list[SkippedRow] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)
+    run_id: int | None = None
+    performed: bool = True
+
+    def as_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "rows_read": self.rows_read,
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "skipped": [{"line": s.line, "reason": s.reason} for s in self.skipped],
+            "ignored_columns": self.ignored_columns,
+            "run_id": self.run_id,
+            "performed": self.performed,
+        }
+
+
+def import_csv(
+    database_url: str,
+    path: Path,
+    *,
+    source: str | None = None,
+    progress: Progress | None = None,
+    only_if_empty: bool = False,
+) -> ImportSummary:
+    """Import a contacts CSV file; raise UnusableCsvError (and write nothing) for a bad file.
+
+    With `only_if_empty`, the import happens only when the table has no contact at all,
+    decided under the import lock, so processes starting together import it exactly once.
+    """
+    source = source or str(path)
+    summary = ImportSummary(source=source)
+    with ContactsCsv.open(path) as csv_file:
+        summary.ignored_columns = list(csv_file.ignored_columns)
+        with psycopg.connect(database_url) as conn:
+            run_id = _start_run(database_url, source)
+            summary.run_id = run_id
+            try:
+                with conn.transaction():
+                    conn.execute(LOCK_IMPORTS, {"key": IMPORT_LOCK_KEY})
+                    empty = conn.execute(TABLE_IS_EMPTY).fetchone()[0]
+                    if only_if_empty and not empty:
+                        summary.performed = False
+                    else:
+                        _stage_rows(conn, csv_file, summary, progress)
+                        _merge(conn, summary, table_was_empty=empty)
+            except Exception as error:
+                _finish_run(database_url, run_id, summary, status="failed", error=str(error))
+                raise
+    _finish_run(database_url, run_id, summary, status="succeeded", error=None)
+    if summary.performed:
+        log.info(
+            "imported %s: %d rows read, %d inserted, %d updated, %d unchanged, %d skipped",
+            source,
+            summary.rows_read,
+            summary.inserted,
+            summary.updated,
+            summary.unchanged,
+            len(summary.skipped),
+        )
+    return summary
+
+
+def _stage_rows(
+    conn: psycopg.Connection,
+    csv_file: ContactsCsv,
+    summary: ImportSummary,
+    progress: Progress | None,
+) -> None:
+    conn.execute(CREATE_STAGING)
+    with conn.cursor() as cursor, cursor.copy(COPY_STAGING) as copy:
+        for count, item in enumerate(csv_file.rows(), start=1):
+            summary.rows_read += 1
+            if isinstance(item, SkippedRow):
+                summary.skipped.append(item)
+            else:
+                copy.write_row(
+                    (item.line, item.first_name, item.last_name, item.email, item.description)
+                )
+            if progress is not None and count % 5000 == 0:
+                progress(csv_file.position(), csv_file.size)
+    if progress is not None:
+        progress(csv_file.size, csv_file.size)
+
+
+def _merge(conn: psycopg.Connection, summary: ImportSummary, *, table_was_empty: bool) -> None:
+    conn.execute(CREATE_LATEST)
+    for line, kept_line in conn.execute(DUPLICATE_ROWS):
+        summary.skipped.append(
+            SkippedRow(line=line, reason=f"same person as line {kept_line}, which is imported")
+        )
+    summary.skipped.sort(key=lambda row: row.line)
+    conn.execute(CREATE_NO_MATCHES if table_was_empty else CREATE_MATCHES)
+    matched = conn.execute(
+        "SELECT count(contact_id) FROM import_matches"  # counts non-null ids only
+    ).fetchone()[0]
+    summary.updated = conn.execute(UPDATE_MATCHED).rowcount
+    summary.unchanged = matched - summary.updated
+    summary.inserted = conn.execute(INSERT_UNMATCHED).rowcount
+
+
+def _start_run(database_url: str, source: str) -> int:
+    # Run records are written on their own connection so a failed import still leaves one.
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        return conn.execute(START_RUN, {"source": source}).fetchone()[0]
+
+
+def _finish_run(
+    database_url: str, run_id: int, summary: ImportSummary, *, status: str, error: str | None
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            FINISH_RUN,
+            {
+                "id": run_id,
+                "status": status,
+                "rows_read": summary.rows_read,
+                "inserted": summary.inserted,
+                "updated": summary.updated,
+                "skipped": len(summary.skipped),
+                "error": error,
+            },
+        )
+
+
+__all__ = ["ImportSummary", "UnusableCsvError", "import_csv"]

@@ -1,0 +1,34 @@
+"""What a contact looks like to the outside world (API, CLI, export)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+CONTACT_FIELDS = ("id", "nimble_id", "first_name", "last_name", "email", "description")
+
+
+class Contact(BaseModel):
+    id: int
+    nimble_id: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    description: str | None = None
+
+
+class Highlight(BaseModel):
+    """Matched parts wrapped in <mark>; the rest of the text is HTML-escaped."""
+
+    name: str | None = None
+    email: str | None = None
+    description: str | None = None
+
+
+class SearchHit(Contact):
+    rank: float = Field(description="Relevance: higher is better.")
+    highlight: Highlight
+
+
+class Stats(BaseModel):
+    contacts: int
+    last_sync: str | None = Field(None, description="When the last sync succeeded (ISO 8601).")
