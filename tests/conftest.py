@@ -1,0 +1,239 @@
+"""Shared fixtures: real PostgreSQL and Redis, a live API over loopback, the real CLI.
+
+By default the session starts embedded servers in a temporary folder. Set
+TEST_DATABASE_URL (a server where we may create databases) and TEST_REDIS_URL to run
+against standard servers instead; each test session then works in a database of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+import uvicorn
+from psycopg import sql
+
+from contactbook import db
+from contactbook.config import Settings
+from contactbook.embedded import EmbeddedPostgres, EmbeddedRedis
+
+REPO = Path(__file__).resolve().parent.parent
+CONTACTBOOK = str(Path(sys.executable).with_name("contactbook"))
+
+
+# --------------------------------------------------------------------------- servers
+
+
+@pytest.fixture(scope="session")
+def server_home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("servers")
+
+
+@pytest.fixture(scope="session")
+def database_url(server_home: Path) -> Iterator[str]:
+    """A migrated database for this test session (on TEST_DATABASE_URL's server if set)."""
+    external = os.environ.get("TEST_DATABASE_URL")
+    embedded = None
+    if external:
+        admin_url = external
+    else:
+        embedded = EmbeddedPostgres(server_home / "postgres")
+        admin_url = embedded.start()
+    name = f"contactbook_test_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = _with_database(admin_url, name)
+    db.upgrade(url)
+    try:
+        yield url
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+        if embedded is not None:
+            embedded.stop()
+
+
+def _with_database(url: str, name: str) -> str:
+    """The same server URL, pointing at another database."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def redis_url(server_home: Path) -> Iterator[str]:
+    """A Redis server for this test session (TEST_REDIS_URL if set, else embedded)."""
+    external = os.environ.get("TEST_REDIS_URL")
+    if external:
+        yield external
+        return
+    server = EmbeddedRedis(server_home / "redis")
+    url = server.start()
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+# --------------------------------------------------------------------------- data
+
+
+CLEAN = "TRUNCATE contacts, import_runs, sync_runs RESTART IDENTITY"
+
+
+@pytest.fixture
+def db_url(database_url: str) -> str:
+    """The session database, emptied for this test."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(CLEAN)
+    return database_url
+
+
+@pytest.fixture
+def conn(db_url: str) -> Iterator[psycopg.Connection]:
+    """An autocommit dict-row connection to an empty database."""
+    with db.connect(db_url, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def write_csv(tmp_path: Path) -> Callable[..., Path]:
+    """Write text (or bytes) to a CSV file in the test's folder and return its path."""
+    counter = iter(range(1_000_000))
+
+    def write(content: str | bytes, name: str | None = None) -> Path:
+        path = tmp_path / (name or f"contacts-{next(counter)}.csv")
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8", newline="")
+        return path
+
+    return write
+
+
+def dump_contacts(url: str) -> list[tuple]:
+    """Every contact row, including deleted ones, for before/after comparisons."""
+    with psycopg.connect(url) as connection:
+        return connection.execute(
+            "SELECT id, nimble_id, first_name, last_name, email, description, source,"
+            " deleted_at IS NOT NULL FROM contacts ORDER BY id"
+        ).fetchall()
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@pytest.fixture
+def make_settings(db_url: str, tmp_path: Path) -> Callable[..., Settings]:
+    """Settings for this test: the test database, a private home, no .env file."""
+
+    def make(**overrides) -> Settings:
+        values = {"database_url": db_url, "contactbook_home": tmp_path / "home"}
+        values.update(overrides)
+        return Settings(_env_file=None, **values)
+
+    return make
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def start_server(app, *, port: int | None = None) -> LiveServer:
+    """Serve an ASGI app with uvicorn on loopback in a thread; return once it listens."""
+    port = port or free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("test server did not start")
+        time.sleep(0.02)
+    return LiveServer(url=f"http://127.0.0.1:{port}", server=server, thread=thread)
+
+
+@pytest.fixture
+def live_api(make_settings) -> Iterator[Callable[..., str]]:
+    """Start the real API over loopback: `url = live_api(**settings_overrides)`."""
+    from contactbook.api.app import create_app
+
+    servers: list[LiveServer] = []
+
+    def start(**overrides) -> str:
+        overrides.setdefault("contactbook_csv", REPO / "tests" / "data" / "empty.csv")
+        server = start_server(create_app(make_settings(**overrides)))
+        servers.append(server)
+        return server.url
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+@pytest.fixture
+def cli_env(db_url: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for running the real `contactbook` command against the test database."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DATABASE_URL", "REDIS_URL", "NIMBLE_", "CONTACTBOOK_"))
+    }
+    env.update(
+        DATABASE_URL=db_url,
+        CONTACTBOOK_HOME=str(tmp_path / "home"),
+        COLUMNS="200",
+        NO_COLOR="1",
+    )
+    return env
+
+
+@pytest.fixture
+def run_cli(cli_env: dict[str, str], tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """Run `contactbook ARGS…` through its installed entry point."""
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120, **kwargs):
+        return subprocess.run(
+            [CONTACTBOOK, *args],
+            env={**cli_env, **(env or {})},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **kwargs,
+        )
+
+    return run
