@@ -1,0 +1,910 @@
+"""A local stand-in for the Nimble contacts API, for demos, tests and benchmarks.
+
+It speaks the same HTTP as Nimble for what Contact Book uses: the paged listing
+``GET /api/v1/contacts`` (``fields``, ``record_type``, ``page``, ``per_page``,
+``keyword`` and the advanced-search ``query``), ``GET /api/v1/contacts/ids``,
+``GET /api/v1/contact/{id}``, Bearer authentication and Nimble-like error bodies
+(``{"message", "code"}``; 401, 409 with code 245, 500 with code 107).
+
+Tests steer it through admin endpoints (no authentication, so never expose a
+simulator to a network you do not trust) or the same calls in process on
+``app.state.simulator``:
+
+* ``POST /_faults`` sets a :class:`FaultPlan` (failing, slow, malformed or dropped
+  pages, latency on every request, a wrong ``meta.total``); ``DELETE /_faults`` clears it.
+* ``POST /_contacts``, ``PUT /_contacts/{id}``, ``DELETE /_contacts/{id}`` change the
+  data as a Nimble user would; each change moves the record's ``updated`` to now.
+* ``GET /_requests`` lists the API requests received (``DELETE`` clears the log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import hmac
+import json
+import logging
+import math
+import random
+import re
+import socket
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from contactbook.config import get_settings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_API_KEY = "fake-key"
+SAMPLE_CSV = Path(__file__).resolve().parent.parent / "contacts" / "sample_contacts.csv"
+MAX_PER_PAGE = 1000
+_NIMBLE_TIME = "%Y-%m-%dT%H:%M:%S+0000"
+
+FaultKind = Literal["error", "malformed", "drop", "slow"]
+
+
+# -- faults -----------------------------------------------------------------------------
+
+
+@dataclass
+class PageFault:
+    """What goes wrong when a listing page is requested.
+
+    ``error`` answers ``status`` with a Nimble error body, ``malformed`` answers 200 with
+    broken JSON, ``drop`` closes the connection half-way through the body, ``slow``
+    waits ``delay`` seconds and then answers normally. ``times`` is how many requests
+    the fault hits before it is used up; ``None`` means every request.
+    """
+
+    kind: FaultKind
+    times: int | None = 1
+    status: int = 500
+    delay: float = 0.0
+
+
+@dataclass
+class FaultPlan:
+    """Faults for the listing endpoint, keyed by page number, plus global ones.
+
+    Build one fluently: ``FaultPlan(latency=0.05).fail(2, times=2).drop(3)``.
+    """
+
+    pages: dict[int, list[PageFault]] = field(default_factory=dict)
+    #: Seconds added to every API request (admin endpoints excepted).
+    latency: float = 0.0
+    #: Added to ``meta.total`` in every listing answer.
+    total_offset: int = 0
+
+    def add(self, page: int, fault: PageFault) -> FaultPlan:
+        self.pages.setdefault(page, []).append(fault)
+        return self
+
+    def fail(self, page: int, *, times: int | None = 1, status: int = 500) -> FaultPlan:
+        return self.add(page, PageFault("error", times=times, status=status))
+
+    def malformed(self, page: int, *, times: int | None = 1) -> FaultPlan:
+        return self.add(page, PageFault("malformed", times=times))
+
+    def drop(self, page: int, *, times: int | None = 1) -> FaultPlan:
+        return self.add(page, PageFault("drop", times=times))
+
+    def slow(self, page: int, delay: float, *, times: int | None = None) -> FaultPlan:
+        return self.add(page, PageFault("slow", times=times, delay=delay))
+
+    def take(self, page: int) -> PageFault | None:
+        """The fault this request of ``page`` suffers, using one of its ``times``."""
+        for fault in self.pages.get(page, []):
+            if fault.times is None:
+                return fault
+            if fault.times > 0:
+                fault.times -= 1
+                return fault
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pages": {str(p): [asdict(f) for f in faults] for p, faults in self.pages.items()},
+            "latency": self.latency,
+            "total_offset": self.total_offset,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FaultPlan:
+        """Read ``{"latency": 0.05, "total_offset": 1, "pages": {"2": [{"kind": "error",
+        "times": 2, "status": 500}]}}``."""
+        plan = cls(
+            latency=float(data.get("latency", 0.0)), total_offset=int(data.get("total_offset", 0))
+        )
+        for page, faults in (data.get("pages") or {}).items():
+            for fault in faults:
+                kind = fault.get("kind")
+                if kind not in ("error", "malformed", "drop", "slow"):
+                    raise ValueError(f"unknown fault kind {kind!r}")
+                plan.add(
+                    int(page),
+                    PageFault(
+                        kind=kind,
+                        times=fault.get("times", 1),
+                        status=int(fault.get("status", 500)),
+                        delay=float(fault.get("delay", 0.0)),
+                    ),
+                )
+        return plan
+
+
+# -- building records -------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(_NIMBLE_TIME)
+
+
+def _field(name: str, value: str, modifier: str = "") -> dict[str, str]:
+    return {"value": value, "modifier": modifier, "label": name}
+
+
+def person_resource(
+    *,
+    first_name: str | None = None,
+    last_name: str | None = None,
+    emails: Sequence[str] = (),
+    description: str | None = None,
+    nimble_id: str | None = None,
+    record_type: str = "person",
+    created: datetime | None = None,
+    updated: datetime | None = None,
+) -> dict[str, Any]:
+    """A record in Nimble's shape. Absent values are absent fields, as in Nimble."""
+    fields: dict[str, list[dict[str, str]]] = {}
+    if first_name is not None:
+        fields["first name"] = [_field("first name", first_name)]
+    if last_name is not None:
+        fields["last name"] = [_field("last name", last_name)]
+    if emails:
+        modifiers = ("work", "personal", "other")
+        fields["email"] = [
+            _field("email", email, modifiers[min(i, 2)]) for i, email in enumerate(emails)
+        ]
+    if description is not None:
+        fields["description"] = [_field("description", description, "other")]
+    moment = updated or _now()
+    return {
+        "id": nimble_id or _new_id(random),
+        "record_type": record_type,
+        "created": _stamp(created or moment),
+        "updated": _stamp(moment),
+        "fields": fields,
+    }
+
+
+def _new_id(rng: random.Random | Any) -> str:
+    # Nimble ids look like MongoDB ObjectIds: 24 hexadecimal digits.
+    return f"{rng.getrandbits(96):024x}"
+
+
+_FIRST_NAME_TEXT = (
+    "James Mary Robert Patricia John Jennifer Michael Linda David Elizabeth William Barbara "
+    "Richard Susan Joseph Jessica Thomas Sarah Charles Karen Daniel Lisa Matthew Nancy "
+    "Anthony Betty Mark Sandra Steven Ashley Andrew Emily Joshua Michelle Kevin Amanda "
+    "José María Zoë Søren Björn François Chloé Łukasz Małgorzata Jürgen Müge Çağla Nuño "
+    "Ayşe İlkay Dmitri Ólafur Siobhán Aoife Renée Anaïs Hiroshi Yuki Wei Priya Arjun Oluwaseun"
+)
+_LAST_NAME_TEXT = (
+    "Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez "
+    "Lopez Gonzalez Wilson Anderson Thomas Taylor Moore Jackson Martin Lee Perez Thompson "
+    "White Harris Sanchez Clark Ramirez Lewis Robinson Walker Young Allen King Wright Scott "
+    "Müller Schröder Ødegaard Łukaszewicz Dvořák Nguyễn O'Brien D'Angelo García-Márquez "
+    "Van-Dijk Østergaard Kowalski Öztürk Şahin Yamamoto Tanaka Chen Patel Okafor 山田 Иванов"
+)
+_FIRST_NAMES = tuple(_FIRST_NAME_TEXT.split())
+_LAST_NAMES = tuple(_LAST_NAME_TEXT.split())
+_TITLES = (
+    "VP of Sales",
+    "Head of Marketing",
+    "Chief Technology Officer",
+    "Account Executive",
+    "Customer Success Manager",
+    "Founder and CEO",
+    "Procurement Lead",
+    "Senior Software Engineer",
+    "Operations Director",
+    "Product Manager",
+)
+_COMPANIES = (
+    "Acme Corp",
+    "Globex",
+    "Initech",
+    "Umbrella Analytics",
+    "Stark Industries",
+    "Wayne Enterprises",
+    "Hooli",
+    "Pied Piper",
+    "Soylent Foods",
+    "Tyrell Systems",
+    "Müller & Söhne GmbH",
+    "Société Générale de Café",
+)
+_NOTES = (
+    "Met at SaaStr; interested in the enterprise plan.",
+    "Prefers email over phone. Renewal due in Q3.",
+    "Introduced by a mutual friend; follow up after the demo.",
+    "Evaluating competitors — send the comparison sheet.",
+    "Key decision maker for the EMEA rollout.",
+    "Spoke at the Berlin meetup about data pipelines.",
+    "",
+)
+_DOMAINS = ("example.com", "example.org", "mail.example.net", "corp.example.io")
+
+
+def _csv_people(path: Path) -> list[tuple[str | None, str | None, str]]:
+    """(first name, last name, email) of the rows of a contacts CSV that have an email."""
+    if not path.is_file():
+        return []
+
+    def norm(header: str) -> str:
+        return re.sub(r"[^a-z]", "", header.lower())
+
+    people = []
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle)
+        header = [norm(h) for h in next(reader, [])]
+        email_at = next((i for i, h in enumerate(header) if h.startswith("email")), None)
+        first_at = next((i for i, h in enumerate(header) if h == "firstname"), None)
+        last_at = next((i for i, h in enumerate(header) if h == "lastname"), None)
+        if email_at is None:
+            return []
+        for row in reader:
+            email = row[email_at].strip() if email_at < len(row) else ""
+            if not email:
+                continue
+
+            def cell(at: int | None, row: list[str] = row) -> str | None:
+                return row[at].strip() or None if at is not None and at < len(row) else None
+
+            people.append((cell(first_at), cell(last_at), email))
+    return people
+
+
+def generate_contacts(
+    n: int,
+    seed: int = 0,
+    *,
+    csv_path: Path | None = SAMPLE_CSV,
+    shared_fraction: float = 0.3,
+) -> list[dict[str, Any]]:
+    """``n`` realistic Nimble records, the same for the same ``seed``.
+
+    About 5% are companies. Up to ``shared_fraction`` of the people take their name
+    and email from the contacts CSV at ``csv_path`` (the shipped sample by default):
+    half with the same address, a quarter with it in upper case, a quarter with it as
+    their *second* address. Others have several addresses, a few lack an email, a last
+    name or a description, and names come in many scripts.
+    """
+    rng = random.Random(seed)
+    csv_people = _csv_people(csv_path) if csv_path else []
+    rng.shuffle(csv_people)
+    shared = csv_people[: int(n * shared_fraction)]
+    base = datetime(2023, 1, 1, tzinfo=UTC)
+    records = []
+    for i in range(n):
+        created = base + timedelta(seconds=rng.randrange(0, 365 * 86400))
+        updated = created + timedelta(seconds=rng.randrange(0, 180 * 86400))
+        if rng.random() < 0.05:
+            company = f"{rng.choice(_COMPANIES)} {rng.choice(('Ltd', 'Inc', 'LLC', 'Group'))}"
+            resource = person_resource(
+                nimble_id=_new_id(rng),
+                record_type="company",
+                emails=[f"info{i}@{rng.choice(_DOMAINS)}"],
+                description=f"{company}: customer since {created.year}.",
+                created=created,
+                updated=updated,
+            )
+            resource["fields"]["company name"] = [_field("company name", company)]
+            records.append(resource)
+            continue
+        first, last = rng.choice(_FIRST_NAMES), rng.choice(_LAST_NAMES)
+        local = re.sub(r"[^a-z0-9]+", ".", f"{first}.{last}".lower()).strip(".") or "contact"
+        emails = [f"{local}{i}@{rng.choice(_DOMAINS)}"]
+        if rng.random() < 0.15:
+            emails.append(f"{local[:1]}{i}@{rng.choice(_DOMAINS)}")
+            if rng.random() < 0.3:
+                emails.append(f"{local}.home{i}@{rng.choice(_DOMAINS)}")
+        if shared:
+            csv_first, csv_last, csv_email = shared.pop()
+            first, last = csv_first or first, csv_last or last
+            mode = rng.random()
+            if mode < 0.5:
+                emails = [csv_email]
+            elif mode < 0.75:
+                emails = [csv_email.upper()]
+            else:
+                emails = [emails[0], csv_email]
+        elif rng.random() < 0.03:
+            emails = []
+        note = rng.choice(_NOTES)
+        description: str | None = f"{rng.choice(_TITLES)} at {rng.choice(_COMPANIES)}. {note}"
+        if rng.random() < 0.05:
+            description = None
+        records.append(
+            person_resource(
+                nimble_id=_new_id(rng),
+                first_name=first,
+                last_name=None if rng.random() < 0.02 else last,
+                emails=emails,
+                description=description.strip() if description else None,
+                created=created,
+                updated=updated,
+            )
+        )
+    return records
+
+
+# -- state ------------------------------------------------------------------------------
+
+
+class SimulatorError(Exception):
+    """An answer the simulator gives instead of data (status, Nimble code, message)."""
+
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _validation(message: str) -> SimulatorError:
+    return SimulatorError(409, 245, message)
+
+
+@dataclass
+class RequestRecord:
+    method: str
+    path: str
+    params: dict[str, str]
+    status: int
+
+
+class SimulatorState:
+    """The records, the fault plan and the request log of one simulator."""
+
+    def __init__(self, contacts: Iterable[dict[str, Any]], api_key: str, faults: FaultPlan | None):
+        self.api_key = api_key
+        self.faults = faults or FaultPlan()
+        self.requests: list[RequestRecord] = []
+        #: API requests being answered now, and the most there ever were at once.
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+        self._records: dict[str, dict[str, Any]] = {}
+        self._version = 0
+        self._listings: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        for resource in contacts:
+            self._records[resource["id"]] = resource
+
+    # Reading ---------------------------------------------------------------------------
+
+    def listing(
+        self, key: tuple[Any, ...], predicate: Callable[[dict[str, Any]], bool]
+    ) -> list[dict[str, Any]]:
+        """The records matching ``predicate``, cached under ``key`` until the data changes."""
+        with self._lock:
+            cache_key = (self._version, *key)
+            hit = self._listings.get(cache_key)
+            if hit is None:
+                hit = [r for r in self._records.values() if predicate(r)]
+                if len(self._listings) > 16:
+                    self._listings.clear()
+                self._listings[cache_key] = hit
+            return hit
+
+    def get(self, nimble_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._records.get(nimble_id)
+
+    def all(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._records.values())
+
+    # Changing, as a Nimble user would -----------------------------------------------------
+
+    def add_contact(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Add a record given in Nimble's shape or as simple keys (see :meth:`update_contact`)."""
+        resource = data if "fields" in data else person_resource(**_simple_kwargs(data))
+        resource = {**resource, "id": resource.get("id") or _new_id(random)}
+        resource.setdefault("record_type", "person")
+        resource["updated"] = _stamp(_now())
+        resource.setdefault("created", resource["updated"])
+        with self._lock:
+            self._records[resource["id"]] = resource
+            self._version += 1
+        return resource
+
+    def update_contact(self, nimble_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+        """Change some fields: ``first_name``, ``last_name``, ``emails`` (a list),
+        ``description``, ``record_type``; ``None`` removes a field. ``fields`` replaces
+        the Nimble fields wholesale. Moves ``updated`` to now."""
+        with self._lock:
+            current = self._records.get(nimble_id)
+            if current is None:
+                return None
+            resource = json.loads(json.dumps(current))
+            fields = resource["fields"] if "fields" not in changes else dict(changes["fields"])
+            simple = {"first_name": "first name", "last_name": "last name"}
+            simple |= {"description": "description"}
+            for key, name in simple.items():
+                if key in changes:
+                    if changes[key] is None:
+                        fields.pop(name, None)
+                    else:
+                        fields[name] = [_field(name, changes[key])]
+            if "emails" in changes:
+                emails = changes["emails"] or []
+                fields.pop("email", None)
+                if emails:
+                    fields["email"] = [_field("email", e, "work") for e in emails]
+            resource["fields"] = fields
+            if "record_type" in changes:
+                resource["record_type"] = changes["record_type"]
+            resource["updated"] = _stamp(_now())
+            self._records[nimble_id] = resource
+            self._version += 1
+            return resource
+
+    def delete_contact(self, nimble_id: str) -> bool:
+        with self._lock:
+            found = self._records.pop(nimble_id, None) is not None
+            self._version += found
+            return found
+
+    def set_faults(self, plan: FaultPlan | None) -> None:
+        with self._lock:
+            self.faults = plan or FaultPlan()
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+    def log(self, request: Request, status: int) -> None:
+        with self._lock:
+            self.requests.append(
+                RequestRecord(request.method, request.url.path, dict(request.query_params), status)
+            )
+
+
+def _simple_kwargs(data: dict[str, Any]) -> dict[str, Any]:
+    allowed = {"first_name", "last_name", "emails", "description", "record_type", "nimble_id"}
+    unknown = set(data) - allowed - {"id"}
+    if unknown:
+        raise ValueError(f"unknown keys: {sorted(unknown)}")
+    kwargs = {k: v for k, v in data.items() if k in allowed}
+    if "id" in data:
+        kwargs["nimble_id"] = data["id"]
+    return kwargs
+
+
+# -- the query language (the part of Nimble's advanced search the client uses) ---------
+
+
+def _parse_time(text: Any) -> datetime:
+    if not isinstance(text, str):
+        raise _validation("datetime expected")
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise _validation(f"invalid datetime {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _record_time(resource: dict[str, Any], name: str) -> datetime:
+    return datetime.fromisoformat(resource[name])
+
+
+def compile_query(query: Any) -> Callable[[dict[str, Any]], bool]:
+    """A predicate for a Nimble advanced-search ``query``; 409 (code 245) for what we do
+    not understand. Supports ``and``/``or``, ``record type`` ``is``, ``updated`` and
+    ``created`` ranges and ``is``/``contain`` on the text fields."""
+    if not isinstance(query, dict) or len(query) != 1:
+        raise _validation("query must be an object with exactly one condition")
+    ((name, condition),) = query.items()
+    if name in ("and", "or"):
+        if not isinstance(condition, list) or not condition:
+            raise _validation(f"'{name}' takes a non-empty list")
+        parts = [compile_query(part) for part in condition]
+        combine = all if name == "and" else any
+        return lambda r: combine(part(r) for part in parts)
+    if not isinstance(condition, dict) or len(condition) != 1:
+        raise _validation(f"condition on {name!r} must have exactly one operator")
+    ((operator, operand),) = condition.items()
+    if name == "record type":
+        if operator != "is" or operand not in ("person", "company"):
+            raise _validation("record type supports only 'is' person|company")
+        return lambda r: r.get("record_type") == operand
+    if name in ("updated", "created"):
+        if operator != "range" or not isinstance(operand, dict):
+            raise _validation(f"{name} supports only 'range'")
+        unknown = set(operand) - {"start_datetime", "end_datetime"}
+        if unknown or not operand:
+            raise _validation(f"{name} range takes start_datetime and/or end_datetime")
+        start = _parse_time(operand["start_datetime"]) if "start_datetime" in operand else None
+        end = _parse_time(operand["end_datetime"]) if "end_datetime" in operand else None
+
+        def in_range(r: dict[str, Any]) -> bool:
+            moment = _record_time(r, name)
+            return (start is None or moment >= start) and (end is None or moment <= end)
+
+        return in_range
+    if name in ("first name", "last name", "email", "description"):
+        if operator not in ("is", "contain") or not isinstance(operand, str):
+            raise _validation(f"{name} supports 'is' and 'contain' with a string")
+        needle = operand.lower()
+
+        def matches(r: dict[str, Any]) -> bool:
+            values = [e.get("value", "").lower() for e in r.get("fields", {}).get(name, [])]
+            if operator == "is":
+                return needle in values
+            return any(needle in v for v in values)
+
+        return matches
+    raise _validation(f"unknown query field {name!r}")
+
+
+# -- the app ----------------------------------------------------------------------------
+
+
+class _DroppedResponse(Response):
+    """Starts a 200 answer, sends part of the body and stops: the server then closes
+    the connection, as a proxy or a crashing backend would."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b'{"meta": {"pa', "more_body": True})
+
+
+#: Nimble's own code and message for the statuses a fault can answer.
+_FAULT_ERRORS = {
+    402: (108, "Quota exceeded"),
+    409: (245, "Validation error"),
+    500: (107, "Internal server error"),
+    502: (107, "Bad gateway"),
+    503: (107, "Service unavailable"),
+}
+
+
+def _error(status: int, code: int, message: str) -> JSONResponse:
+    return JSONResponse({"message": message, "code": code, "errors": {}}, status_code=status)
+
+
+def _json(body: Any) -> Response:
+    # json.dumps straight to bytes: FastAPI's encoder would cost more than the whole page.
+    return Response(json.dumps(body, ensure_ascii=False).encode(), media_type="application/json")
+
+
+def _select_fields(resource: dict[str, Any], names: set[str] | None) -> dict[str, Any]:
+    if names is None:
+        return resource
+    fields = {k: v for k, v in resource.get("fields", {}).items() if k in names}
+    return {**resource, "fields": fields}
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _validation(f"{name} must be an integer") from None
+    if not low <= value <= high:
+        raise _validation(f"{name} must be between {low} and {high}")
+    return value
+
+
+def _listing_predicate(request: Request) -> tuple[tuple[Any, ...], Callable[[dict], bool]]:
+    params = request.query_params
+    query_text, keyword = params.get("query"), params.get("keyword")
+    record_type = params.get("record_type")
+    if query_text is not None and (record_type is not None or keyword is not None):
+        raise _validation("query cannot be combined with record_type or keyword")
+    if query_text is not None:
+        try:
+            query = json.loads(query_text)
+        except ValueError:
+            raise _validation("query is not valid JSON") from None
+        return ("query", query_text), compile_query(query)
+    record_type = record_type or "all"
+    if record_type not in ("person", "company", "all"):
+        raise _validation("record_type must be person, company or all")
+    needle = (keyword or "").lower()
+
+    def predicate(r: dict[str, Any]) -> bool:
+        if record_type != "all" and r.get("record_type") != record_type:
+            return False
+        if not needle:
+            return True
+        values = (e.get("value", "") for es in r.get("fields", {}).values() for e in es)
+        return any(needle in str(v).lower() for v in values)
+
+    return ("plain", record_type, needle), predicate
+
+
+def create_app(
+    contacts: list[dict[str, Any]], api_key: str, faults: FaultPlan | None = None
+) -> FastAPI:
+    """The simulator as an ASGI app; its state is ``app.state.simulator``."""
+    state = SimulatorState(contacts, api_key, faults)
+    app = FastAPI(title="Nimble API simulator", docs_url="/_docs", openapi_url="/_openapi.json")
+    app.state.simulator = state
+
+    def authorized(request: Request) -> bool:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            token.strip().encode(), state.api_key.encode()
+        )
+
+    async def api_call(request: Request, answer: Callable[[], Response]) -> Response:
+        """Latency, authentication, Nimble-style errors and the request log."""
+        state.in_flight += 1
+        state.max_in_flight = max(state.max_in_flight, state.in_flight)
+        try:
+            if state.faults.latency:
+                await asyncio.sleep(state.faults.latency)
+        finally:
+            state.in_flight -= 1
+        if not authorized(request):
+            response: Response = _error(401, 401, "Unauthorized: invalid or missing access token")
+        else:
+            try:
+                response = answer()
+            except SimulatorError as exc:
+                response = _error(exc.status, exc.code, exc.message)
+        state.log(request, response.status_code)
+        return response
+
+    @app.get("/api/v1/contacts")
+    async def list_contacts(request: Request) -> Response:
+        """The paged listing, with the fault plan applied per page."""
+        fault: PageFault | None = None
+
+        def answer() -> Response:
+            nonlocal fault
+            page = _int_param(request, "page", 1, 1, 10**9)
+            per_page = _int_param(request, "per_page", 30, 1, MAX_PER_PAGE)
+            key, predicate = _listing_predicate(request)
+            fault = state.faults.take(page)
+            if fault and fault.kind == "error":
+                code, message = _FAULT_ERRORS.get(fault.status, (fault.status, "Error"))
+                return _error(fault.status, code, message)
+            if fault and fault.kind == "malformed":
+                return Response(b'{"meta": {"page": 1, "pages": ', media_type="application/json")
+            if fault and fault.kind == "drop":
+                return _DroppedResponse()
+            records = state.listing(key, predicate)
+            raw_fields = request.query_params.get("fields")
+            names = {n.strip() for n in raw_fields.split(",")} if raw_fields else None
+            chunk = records[(page - 1) * per_page : page * per_page]
+            total = len(records) + state.faults.total_offset
+            return _json(
+                {
+                    "meta": {
+                        "page": page,
+                        "pages": math.ceil(len(records) / per_page),
+                        "per_page": per_page,
+                        "total": total,
+                    },
+                    "resources": [_select_fields(r, names) for r in chunk],
+                }
+            )
+
+        response = await api_call(request, answer)
+        if fault and fault.kind == "slow":
+            await asyncio.sleep(fault.delay)
+        return response
+
+    @app.get("/api/v1/contacts/ids")
+    async def list_ids(request: Request) -> Response:
+        """The ids of the listing, paged like it."""
+
+        def answer() -> Response:
+            page = _int_param(request, "page", 1, 1, 10**9)
+            per_page = _int_param(request, "per_page", 30, 1, MAX_PER_PAGE)
+            key, predicate = _listing_predicate(request)
+            records = state.listing(key, predicate)
+            chunk = records[(page - 1) * per_page : page * per_page]
+            meta = {
+                "page": page,
+                "pages": math.ceil(len(records) / per_page),
+                "per_page": per_page,
+                "total": len(records),
+            }
+            return _json({"meta": meta, "resources": [r["id"] for r in chunk]})
+
+        return await api_call(request, answer)
+
+    @app.get("/api/v1/contact/{nimble_id}")
+    async def get_contact(nimble_id: str, request: Request) -> Response:
+        """One record."""
+
+        def answer() -> Response:
+            record = state.get(nimble_id)
+            if record is None:
+                raise SimulatorError(404, 404, f"Contact {nimble_id} not found")
+            raw_fields = request.query_params.get("fields")
+            names = {n.strip() for n in raw_fields.split(",")} if raw_fields else None
+            return _json({"meta": {"total": 1}, "resources": [_select_fields(record, names)]})
+
+        return await api_call(request, answer)
+
+    # Admin: steer the simulator from tests. ---------------------------------------------
+
+    @app.get("/_faults")
+    async def get_faults() -> dict[str, Any]:
+        return state.faults.to_json()
+
+    @app.post("/_faults")
+    async def set_faults(request: Request) -> Response:
+        try:
+            state.set_faults(FaultPlan.from_json(await request.json()))
+        except (ValueError, TypeError, AttributeError) as exc:
+            return _error(409, 245, f"bad fault plan: {exc}")
+        return _json(state.faults.to_json())
+
+    @app.delete("/_faults")
+    async def clear_faults() -> Response:
+        state.set_faults(None)
+        return Response(status_code=204)
+
+    @app.get("/_requests")
+    async def get_requests() -> list[dict[str, Any]]:
+        return [asdict(r) for r in state.requests]
+
+    @app.delete("/_requests")
+    async def clear_requests() -> Response:
+        state.clear_requests()
+        return Response(status_code=204)
+
+    @app.post("/_contacts", status_code=201)
+    async def add_contact(request: Request) -> Response:
+        try:
+            resource = state.add_contact(await request.json())
+        except (ValueError, TypeError) as exc:
+            return _error(409, 245, str(exc))
+        return JSONResponse(resource, status_code=201)
+
+    @app.put("/_contacts/{nimble_id}")
+    async def update_contact(nimble_id: str, request: Request) -> Response:
+        resource = state.update_contact(nimble_id, await request.json())
+        if resource is None:
+            return _error(404, 404, f"Contact {nimble_id} not found")
+        return JSONResponse(resource)
+
+    @app.delete("/_contacts/{nimble_id}")
+    async def delete_contact(nimble_id: str) -> Response:
+        if not state.delete_contact(nimble_id):
+            return _error(404, 404, f"Contact {nimble_id} not found")
+        return Response(status_code=204)
+
+    return app
+
+
+# -- running it -------------------------------------------------------------------------
+
+
+def load_contacts(data: Path | None = None, contacts: int | None = None, seed: int = 0) -> list:
+    """Records from a JSON file (a list of Nimble resources) or ``contacts`` generated ones."""
+    if data is not None:
+        records = json.loads(Path(data).read_text(encoding="utf-8"))
+        if not isinstance(records, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("id"), str) for r in records
+        ):
+            raise ValueError(f"{data}: expected a JSON list of Nimble resources with an 'id'")
+        return records
+    return generate_contacts(contacts if contacts is not None else 500, seed)
+
+
+def run_simulator(
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    contacts: int | None = None,
+    data: Path | None = None,
+    api_key: str = DEFAULT_API_KEY,
+    *,
+    faults: FaultPlan | None = None,
+    seed: int = 0,
+) -> None:
+    """Serve the simulator under uvicorn until interrupted (``contactbook fake-nimble``)."""
+    records = load_contacts(data, contacts, seed)
+    people = sum(1 for r in records if r.get("record_type", "person") == "person")
+    print(
+        f"Nimble simulator: {people} people and {len(records) - people} other records on "
+        f"http://{host}:{port} (set NIMBLE_API_URL to this address; it accepts the key "
+        f"in NIMBLE_API_KEY)",
+        flush=True,
+    )
+    uvicorn.run(create_app(records, api_key, faults), host=host, port=port, log_level="warning")
+
+
+class ThreadedServer:
+    """Runs an ASGI app under uvicorn in a background thread on a free loopback port.
+
+    ``with ThreadedServer(app) as server: httpx.get(server.url + "/...")``
+    """
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.app = app
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((host, port))
+        self.host, self.port = self._socket.getsockname()[:2]
+        config = uvicorn.Config(
+            app, log_level="warning", lifespan="off", ws="none", access_log=False
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def __enter__(self) -> ThreadedServer:
+        self._thread.start()
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("the simulator failed to start")
+            threading.Event().wait(0.01)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._socket.close()
+
+
+def _configured_key() -> str:
+    key = get_settings().nimble_api_key
+    return key.get_secret_value() if key is not None else DEFAULT_API_KEY
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m contactbook.nimble.simulator`` (the CLI's ``fake-nimble`` does the same)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--contacts", type=int, help="generate this many records (default 500)")
+    source.add_argument("--data", type=Path, help="a JSON list of Nimble resources")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
+    args = parser.parse_args(argv)
+    run_simulator(
+        args.host,
+        args.port,
+        args.contacts,
+        args.data,
+        _configured_key(),
+        faults=FaultPlan(latency=args.latency),
+        seed=args.seed,
+    )
+
+
+if __name__ == "__main__":
+    main()
