@@ -1,0 +1,431 @@
+"""The Nimble client against the simulator, over real HTTP on loopback."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from contactbook.nimble.client import (
+    FIELDS,
+    NimbleClient,
+    RetryPolicy,
+    parse_resource,
+)
+from contactbook.nimble.errors import (
+    NimbleAuthError,
+    NimbleProtocolError,
+    NimbleQuotaExceeded,
+    NimbleUnavailable,
+)
+from contactbook.nimble.simulator import (
+    FaultPlan,
+    SimulatorState,
+    ThreadedServer,
+    create_app,
+    generate_contacts,
+    person_resource,
+)
+
+API_KEY = "sim-key-4f9b2c7e81d0"
+FAST_RETRY = RetryPolicy(max_attempts=4, backoff_base=0.01, backoff_max=0.05, max_elapsed=10)
+
+
+class Simulator:
+    """A running simulator: its URL and its state (faults, data, request log)."""
+
+    def __init__(self, server: ThreadedServer, state: SimulatorState) -> None:
+        self.server, self.state = server, state
+        self.url = server.url
+
+    def reset(self, records: list[dict]) -> None:
+        fresh = SimulatorState(records, API_KEY, None)
+        self.state.__dict__.update(fresh.__dict__)
+
+    def page_requests(self, page: int | None = None) -> list:
+        return [
+            r
+            for r in self.state.requests
+            if r.path == "/api/v1/contacts" and (page is None or r.params.get("page") == str(page))
+        ]
+
+    def client(self, **kwargs) -> NimbleClient:
+        kwargs.setdefault("retry", FAST_RETRY)
+        kwargs.setdefault("timeout", 5.0)
+        return NimbleClient(self.url, kwargs.pop("api_key", API_KEY), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Simulator]:
+    app = create_app([], API_KEY)
+    with ThreadedServer(app) as running:
+        yield Simulator(running, app.state.simulator)
+
+
+@pytest.fixture
+def sim(server: Simulator) -> Simulator:
+    """The module's simulator, emptied: each test loads its own records and faults."""
+    server.reset([])
+    return server
+
+
+def people(n: int, prefix: str = "p") -> list[dict]:
+    return [
+        person_resource(
+            nimble_id=f"{prefix}{i:05d}",
+            first_name=f"First{i}",
+            last_name=f"Last{i}",
+            emails=[f"person{i}@example.com"],
+            description=f"Person number {i}",
+            updated=datetime(2024, 1, 1, tzinfo=UTC) + timedelta(minutes=i),
+        )
+        for i in range(n)
+    ]
+
+
+def read_all(client: NimbleClient, **kwargs) -> list:
+    with client:
+        return [c for page in client.iter_pages(**kwargs) for c in page.contacts]
+
+
+def test_reads_every_person_once_across_pages(sim: Simulator) -> None:
+    sim.reset(people(95))
+    contacts = read_all(sim.client(per_page=10))
+    assert sorted(c.nimble_id for c in contacts) == [f"p{i:05d}" for i in range(95)]
+    assert len(sim.page_requests()) == 10
+
+
+def test_asks_for_the_four_fields_persons_and_per_page(sim: Simulator) -> None:
+    sim.reset(people(30))
+    read_all(sim.client(per_page=7))
+    requests = sim.page_requests()
+    assert len(requests) == math.ceil(30 / 7)
+    assert sorted(int(r.params["page"]) for r in requests) == [1, 2, 3, 4, 5]
+    for request in requests:
+        assert request.params["per_page"] == "7"
+        assert request.params["record_type"] == "person"
+        assert request.params["fields"] == "first name,last name,email,description"
+        assert "query" not in request.params
+
+
+def test_default_per_page_is_100(sim: Simulator) -> None:
+    sim.reset(people(150))
+    assert len(read_all(sim.client())) == 150
+    assert [r.params["per_page"] for r in sim.page_requests()] == ["100", "100"]
+
+
+def test_pages_are_fetched_concurrently_within_the_bound(sim: Simulator) -> None:
+    sim.reset(people(90))
+    sim.state.set_faults(FaultPlan(latency=0.2))
+    started = time.monotonic()
+    contacts = read_all(sim.client(per_page=10, concurrency=4))
+    elapsed = time.monotonic() - started
+    assert len(contacts) == 90
+    # One page alone, then eight pages four at a time: about 0.6 s; one by one: 1.8 s.
+    assert elapsed < 1.3
+    assert sim.state.max_in_flight == 4
+
+
+def test_pages_are_handed_over_as_they_arrive_not_collected(sim: Simulator) -> None:
+    sim.reset(people(400))
+    sim.state.set_faults(FaultPlan(latency=0.05))
+    with sim.client(per_page=10, concurrency=2) as client:
+        pages = client.iter_pages()
+        first = next(pages)
+        time.sleep(0.5)  # the caller is busy: the client must not run ahead of it
+        assert first.number == 1 and first.total == 400 and first.pages == 40
+        assert len(sim.page_requests()) <= 1 + 2 * 2
+        pages.close()
+
+
+def test_companies_are_not_read_as_people(sim: Simulator) -> None:
+    company = person_resource(nimble_id="c1", record_type="company", emails=["info@acme.test"])
+    company["fields"]["company name"] = [{"value": "Acme", "modifier": "", "label": "x"}]
+    sim.reset([*people(3), company])
+    contacts = read_all(sim.client())
+    assert [c.nimble_id for c in contacts] == ["p00000", "p00001", "p00002"]
+    with sim.client() as client:
+        assert client.get_contact("c1") is None
+        assert client.get_contact("p00001").first_name == "First1"
+    assert parse_resource(company) is None
+    assert parse_resource({"id": "x", "fields": {}}) is not None  # no record_type: a person
+
+
+def test_missing_fields_are_none(sim: Simulator) -> None:
+    sim.reset(
+        [
+            person_resource(nimble_id="bare", first_name="Only"),
+            {"id": "nofields", "record_type": "person", "updated": "garbage"},
+            person_resource(nimble_id="blank", first_name="  ", emails=["  "], description=""),
+        ]
+    )
+    by_id = {c.nimble_id: c for c in read_all(sim.client())}
+    assert by_id["bare"].first_name == "Only"
+    assert by_id["bare"].last_name is None and by_id["bare"].description is None
+    assert by_id["bare"].email is None and by_id["bare"].emails == ()
+    assert by_id["nofields"].first_name is None and by_id["nofields"].updated is None
+    assert by_id["blank"].first_name is None and by_id["blank"].email is None
+    assert by_id["blank"].description is None
+
+
+def test_several_emails_first_is_primary(sim: Simulator) -> None:
+    emails = ["Primary@Example.com", "second@example.org", "third@example.net"]
+    sim.reset([person_resource(nimble_id="multi", emails=emails)])
+    (contact,) = read_all(sim.client())
+    assert contact.email == "Primary@Example.com"
+    assert contact.emails == tuple(emails)
+
+
+def test_unicode_and_very_long_values(sim: Simulator) -> None:
+    long_description = "Ünïcödé ✓ 山田太郎 " * 20_000
+    sim.reset(
+        [
+            person_resource(
+                nimble_id="u1",
+                first_name="Zoë",
+                last_name="Ødegaard-山田",
+                emails=["zoë@exämple.com"],
+                description=long_description,
+            ),
+            person_resource(nimble_id="u2", first_name="Nul\x00Byte"),
+        ]
+    )
+    by_id = {c.nimble_id: c for c in read_all(sim.client())}
+    assert by_id["u1"].first_name == "Zoë" and by_id["u1"].last_name == "Ødegaard-山田"
+    assert by_id["u1"].email == "zoë@exämple.com"
+    assert by_id["u1"].description == long_description.strip()
+    assert by_id["u2"].first_name == "NulByte"  # PostgreSQL text cannot hold NUL
+
+
+def test_updated_is_parsed_as_an_aware_datetime(sim: Simulator) -> None:
+    sim.reset(
+        [
+            {
+                "id": "a",
+                "record_type": "person",
+                "updated": "2012-09-07T16:49:56+0300",
+                "fields": {},
+            },
+            {"id": "b", "record_type": "person", "updated": "2024-01-01T00:00:00Z", "fields": {}},
+            {
+                "id": "c",
+                "record_type": "person",
+                "updated": "2013-03-26T16:45:05.131000",
+                "fields": {},
+            },
+        ]
+    )
+    by_id = {c.nimble_id: c.updated for c in read_all(sim.client())}
+    assert by_id["a"] == datetime(2012, 9, 7, 13, 49, 56, tzinfo=UTC)
+    assert by_id["b"] == datetime(2024, 1, 1, tzinfo=UTC)
+    assert by_id["c"] == datetime(2013, 3, 26, 16, 45, 5, 131000, tzinfo=UTC)
+
+
+def test_generated_contacts_are_read_in_full(sim: Simulator) -> None:
+    records = generate_contacts(600, seed=7)
+    sim.reset(records)
+    expected = {r["id"] for r in records if r["record_type"] == "person"}
+    contacts = read_all(sim.client(per_page=50, concurrency=3))
+    assert {c.nimble_id for c in contacts} == expected
+    assert len(contacts) == len(expected)
+    assert any(len(c.emails) > 1 for c in contacts)
+
+
+def test_transient_500_is_retried(sim: Simulator) -> None:
+    sim.reset(people(50))
+    sim.state.set_faults(FaultPlan().fail(2, times=2).fail(4, times=1, status=503))
+    contacts = read_all(sim.client(per_page=10))
+    assert len(contacts) == 50
+    assert [r.status for r in sim.page_requests(2)] == [500, 500, 200]
+    assert [r.status for r in sim.page_requests(4)] == [503, 200]
+
+
+def test_persistent_500_fails_after_bounded_retries(sim: Simulator) -> None:
+    sim.reset(people(50))
+    sim.state.set_faults(FaultPlan().fail(3, times=None))
+    with pytest.raises(NimbleUnavailable, match="page 3 failed after 4 attempt"):
+        read_all(sim.client(per_page=10))
+    assert len(sim.page_requests(3)) == FAST_RETRY.max_attempts
+
+
+def test_retries_stop_when_the_time_budget_is_spent(sim: Simulator) -> None:
+    sim.reset(people(5))
+    sim.state.set_faults(FaultPlan().fail(1, times=None))
+    slow_backoff = RetryPolicy(max_attempts=50, backoff_base=0.2, backoff_max=0.2, max_elapsed=0.5)
+    started = time.monotonic()
+    with pytest.raises(NimbleUnavailable):
+        read_all(sim.client(retry=slow_backoff))
+    assert time.monotonic() - started < 2
+    assert len(sim.page_requests(1)) < 6
+
+
+def test_malformed_json_is_retried(sim: Simulator) -> None:
+    sim.reset(people(30))
+    sim.state.set_faults(FaultPlan().malformed(2, times=2))
+    assert len(read_all(sim.client(per_page=10))) == 30
+    assert len(sim.page_requests(2)) == 3
+
+
+def test_persistently_malformed_page_is_a_protocol_error(sim: Simulator) -> None:
+    sim.reset(people(30))
+    sim.state.set_faults(FaultPlan().malformed(2, times=None))
+    with pytest.raises(NimbleProtocolError, match="malformed"):
+        read_all(sim.client(per_page=10))
+
+
+def test_dropped_connection_is_retried(sim: Simulator) -> None:
+    sim.reset(people(30))
+    sim.state.set_faults(FaultPlan().drop(3, times=2))
+    assert len(read_all(sim.client(per_page=10))) == 30
+    assert len(sim.page_requests(3)) == 3
+
+
+def test_persistently_dropped_page_fails(sim: Simulator) -> None:
+    sim.reset(people(30))
+    sim.state.set_faults(FaultPlan().drop(3, times=None))
+    with pytest.raises(NimbleUnavailable, match="connection failed"):
+        read_all(sim.client(per_page=10))
+
+
+def test_timeouts_are_retried(sim: Simulator) -> None:
+    sim.reset(people(20))
+    sim.state.set_faults(FaultPlan().slow(2, 1.0, times=1))
+    assert len(read_all(sim.client(per_page=10, timeout=0.3))) == 20
+    assert len(sim.page_requests(2)) == 2
+
+
+def test_wrong_key_fails_at_once_and_names_the_setting(
+    sim: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim.reset(people(5))
+    wrong_key = "wrong-key-7c1e5a9d3b"
+    caplog.set_level(logging.DEBUG)
+    client = sim.client(api_key=wrong_key)
+    with pytest.raises(NimbleAuthError) as raised:
+        read_all(client)
+    message = str(raised.value)
+    assert "NIMBLE_API_KEY" in message and "401" in message
+    assert len(sim.page_requests()) == 1  # no retries
+    for text in (message, repr(raised.value), repr(client), caplog.text):
+        assert wrong_key not in text
+
+
+def test_quota_exceeded_fails_at_once(sim: Simulator) -> None:
+    sim.reset(people(5))
+    sim.state.set_faults(FaultPlan().fail(1, times=None, status=402))
+    with pytest.raises(NimbleQuotaExceeded, match="quota"):
+        read_all(sim.client())
+    assert len(sim.page_requests()) == 1
+
+
+def test_the_key_never_reaches_logs_or_errors(
+    sim: Simulator, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    sim.reset(people(30))
+    sim.state.set_faults(FaultPlan().fail(1, times=1).malformed(2, times=1).drop(3, times=None))
+    client = sim.client(per_page=10)
+    with pytest.raises(NimbleUnavailable) as raised:
+        read_all(client)
+    captured = capsys.readouterr()
+    texts = [caplog.text, captured.out, captured.err, str(raised.value), repr(raised.value)]
+    texts += [repr(client), repr(client._http.auth), str(raised.value.__cause__)]
+    assert caplog.text  # the retries were logged...
+    for text in texts:
+        assert API_KEY not in text  # ...without the key
+
+
+def test_incremental_query_shape(sim: Simulator) -> None:
+    sim.reset(people(40))
+    since = datetime(2024, 1, 1, 0, 30, 15, 999, tzinfo=UTC)
+    contacts = read_all(sim.client(per_page=4), updated_since=since)
+    # people(40) are updated a minute apart from midnight: minutes 31..39 qualify
+    assert sorted(c.nimble_id for c in contacts) == [f"p{i:05d}" for i in range(31, 40)]
+    for request in sim.page_requests():
+        assert "record_type" not in request.params and "keyword" not in request.params
+        assert json.loads(request.params["query"]) == {
+            "and": [
+                {"record type": {"is": "person"}},
+                {"updated": {"range": {"start_datetime": "2024-01-01T00:30:15Z"}}},
+            ]
+        }
+        assert request.params["fields"] == ",".join(FIELDS)
+
+
+def test_incremental_skips_companies_updated_in_the_window(sim: Simulator) -> None:
+    recent = datetime(2025, 1, 1, tzinfo=UTC)
+    sim.reset(
+        [
+            person_resource(nimble_id="old", first_name="Old", updated=recent - timedelta(days=9)),
+            person_resource(nimble_id="new", first_name="New", updated=recent),
+            person_resource(nimble_id="co", record_type="company", updated=recent),
+        ]
+    )
+    contacts = read_all(sim.client(), updated_since=recent - timedelta(days=1))
+    assert [c.nimble_id for c in contacts] == ["new"]
+
+
+def test_naive_updated_since_is_refused(sim: Simulator) -> None:
+    with pytest.raises(ValueError, match="timezone"):
+        read_all(sim.client(), updated_since=datetime(2024, 1, 1))
+
+
+def test_simulator_refuses_query_with_record_type_or_keyword(sim: Simulator) -> None:
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    query = json.dumps({"record type": {"is": "person"}})
+    for extra in ({"record_type": "person"}, {"keyword": "smith"}):
+        answer = httpx.get(
+            f"{sim.url}/api/v1/contacts", params={"query": query, **extra}, headers=headers
+        )
+        assert answer.status_code == 409
+        assert answer.json()["code"] == 245
+    unauthorized = httpx.get(f"{sim.url}/api/v1/contacts", params={"query": query})
+    assert unauthorized.status_code == 401
+
+
+def test_simulator_ids_and_single_contact_endpoints(sim: Simulator) -> None:
+    sim.reset(people(7))
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    ids = httpx.get(
+        f"{sim.url}/api/v1/contacts/ids", params={"per_page": 5, "page": 2}, headers=headers
+    ).json()
+    assert ids["meta"]["total"] == 7 and ids["resources"] == ["p00005", "p00006"]
+    one = httpx.get(f"{sim.url}/api/v1/contact/p00003", headers=headers)
+    assert one.json()["resources"][0]["fields"]["first name"][0]["value"] == "First3"
+    assert httpx.get(f"{sim.url}/api/v1/contact/nope", headers=headers).status_code == 404
+
+
+def test_simulator_admin_endpoints_change_data_and_faults(sim: Simulator) -> None:
+    sim.reset(people(2))
+    added = httpx.post(
+        f"{sim.url}/_contacts", json={"first_name": "Ada", "emails": ["ada@example.com"]}
+    ).json()
+    edited = httpx.put(f"{sim.url}/_contacts/p00000", json={"last_name": "Renamed"}).json()
+    assert edited["fields"]["last name"][0]["value"] == "Renamed"
+    assert datetime.fromisoformat(edited["updated"]) > datetime(2025, 1, 1, tzinfo=UTC)
+    assert httpx.delete(f"{sim.url}/_contacts/p00001").status_code == 204
+    plan = {"latency": 0, "total_offset": 2, "pages": {"1": [{"kind": "error", "times": 1}]}}
+    assert httpx.post(f"{sim.url}/_faults", json=plan).status_code == 200
+
+    with sim.client() as client:
+        page = next(client.iter_pages())
+    assert {c.nimble_id for c in page.contacts} == {"p00000", added["id"]}
+    assert page.total == 2 + 2  # the wrong meta.total the plan asked for
+    assert [r["status"] for r in httpx.get(f"{sim.url}/_requests").json()] == [500, 200]
+
+
+def test_a_list_that_changes_while_paging_is_refused(sim: Simulator) -> None:
+    sim.reset(people(100))
+    with sim.client(per_page=10, concurrency=1) as client:
+        pages = client.iter_pages()
+        next(pages)
+        time.sleep(0.3)  # pages 2 and 3 are already asked for; the rest will see the change
+        sim.state.delete_contact("p00099")
+        with pytest.raises(NimbleProtocolError, match="changed while it was being read"):
+            list(pages)
