@@ -8,21 +8,17 @@ against standard servers instead; each test session then works in a database of 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-import uvicorn
 from psycopg import sql
+from support import LiveServer, start_server
 
 from contactbook import db
 from contactbook.config import Settings
@@ -124,15 +120,6 @@ def write_csv(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
-def dump_contacts(url: str) -> list[tuple]:
-    """Every contact row, including deleted ones, for before/after comparisons."""
-    with psycopg.connect(url) as connection:
-        return connection.execute(
-            "SELECT id, nimble_id, first_name, last_name, email, description, source,"
-            " deleted_at IS NOT NULL FROM contacts ORDER BY id"
-        ).fetchall()
-
-
 # --------------------------------------------------------------------------- settings
 
 
@@ -149,38 +136,6 @@ def make_settings(db_url: str, tmp_path: Path) -> Callable[..., Settings]:
 
 
 # --------------------------------------------------------------------------- HTTP
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class LiveServer:
-    url: str
-    server: uvicorn.Server
-    thread: threading.Thread
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
-def start_server(app, *, port: int | None = None) -> LiveServer:
-    """Serve an ASGI app with uvicorn on loopback in a thread; return once it listens."""
-    port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("test server did not start")
-        time.sleep(0.02)
-    return LiveServer(url=f"http://127.0.0.1:{port}", server=server, thread=thread)
 
 
 @pytest.fixture

@@ -1,0 +1,104 @@
+"""The `contactbook` command through its installed entry point."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+HEADER = "First Name,Last Name,Email,Description\n"
+PEOPLE = HEADER + (
+    "Tom,Brooks,tbrooks@northwind.io,Negotiates freight contracts\n"
+    'Ada,Hendricks,ada@lumen.dev,=HYPERLINK("http://evil")\n'
+    ",,,\n"
+)
+
+
+def test_every_command_has_help_with_an_example(run_cli):
+    for command in (["serve"], ["api"], ["import"], ["search"], ["export"], ["db", "upgrade"]):
+        result = run_cli(*command, "--help")
+        assert result.returncode == 0, result.stderr
+        assert "Example" in result.stdout, command
+
+
+def test_import_prints_a_summary_with_skipped_lines(run_cli, write_csv):
+    result = run_cli("import", str(write_csv(PEOPLE)))
+
+    assert result.returncode == 0, result.stderr
+    assert "rows read" in result.stdout and "inserted" in result.stdout
+    assert "skipped line 4: no first name, last name, email or description" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (b"", "empty"),
+        (b"\x00\x01\x02binary", "binary"),
+        (b"Phone,Fax\n1,2\n", "column"),
+        ("Name\nFran\xe7ois\n".encode("latin-1"), "UTF-8"),
+    ],
+)
+def test_an_unusable_file_exits_2_and_writes_nothing(run_cli, write_csv, conn, content, fragment):
+    result = run_cli("import", str(write_csv(content)))
+
+    assert result.returncode == 2
+    assert fragment in result.stderr
+    assert "Nothing was imported" in result.stderr
+    assert conn.execute("SELECT count(*) AS n FROM contacts").fetchone()["n"] == 0
+
+
+def test_a_missing_path_exits_2(run_cli, tmp_path):
+    result = run_cli("import", str(tmp_path / "missing.csv"))
+
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr
+
+
+def test_search_json_is_the_api_answer(run_cli, write_csv, live_api):
+    import httpx
+
+    run_cli("import", str(write_csv(PEOPLE)))
+    result = run_cli("search", "tom brooks", "--json")
+    api_answer = httpx.get(f"{live_api()}/api/v1/search", params={"text": "tom brooks"}).json()
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == api_answer
+    assert api_answer[0]["email"] == "tbrooks@northwind.io"
+
+
+def test_search_prints_a_table_or_a_hint(run_cli, write_csv):
+    run_cli("import", str(write_csv(PEOPLE)))
+
+    found = run_cli("search", "hendricks")
+    missing = run_cli("search", "nobody-like-this")
+    blank = run_cli("search", " ")
+
+    assert "Hendricks" in found.stdout
+    assert "no contact matches" in missing.stdout
+    assert blank.returncode == 2 and "blank" in blank.stderr
+
+
+def test_export_jsonl_has_the_api_fields(run_cli, write_csv):
+    run_cli("import", str(write_csv(PEOPLE)))
+
+    result = run_cli("export")
+
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["last_name"] for r in rows] == ["Brooks", "Hendricks"]
+    assert set(rows[0]) == {"id", "nimble_id", "first_name", "last_name", "email", "description"}
+
+
+def test_export_csv_neutralises_formulas(run_cli, write_csv):
+    run_cli("import", str(write_csv(PEOPLE)))
+
+    result = run_cli("export", "--format", "csv")
+
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert rows[1]["description"] == '\'=HYPERLINK("http://evil")'
+
+
+def test_db_upgrade_is_idempotent(run_cli):
+    assert run_cli("db", "upgrade").returncode == 0
+    assert run_cli("db", "upgrade").returncode == 0
