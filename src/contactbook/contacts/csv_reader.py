@@ -57,9 +57,10 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import operator
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -144,10 +145,9 @@ class ContactsCsv:
     def __init__(
         self,
         name: str,
-        path: Path,
         binary: IO[bytes],
         text: io.TextIOWrapper,
-        lines: _LineCounter,
+        reader: _CsvReader,
         size: int,
         delimiter: str,
         header_line: int,
@@ -161,10 +161,9 @@ class ContactsCsv:
         self.header_line = header_line
         self.columns = columns
         self.ignored_columns = ignored_columns
-        self._path = path
         self._binary = binary
         self._text = text
-        self._lines = lines
+        self._reader = reader
         self._indexes = indexes
 
     @classmethod
@@ -175,8 +174,7 @@ class ContactsCsv:
         uploaded file saved under a temporary path); the path by default.
         """
         name = display_name or os.fspath(path)
-        path = Path(path)
-        binary = _open_binary(path, name)
+        binary = _open_binary(Path(path), name)
         try:
             size = os.fstat(binary.fileno()).st_size
             start = binary.read(_SNIFF_BYTES)
@@ -190,53 +188,14 @@ class ContactsCsv:
         try:
             # Process-wide, as the csv module offers no per-reader limit.
             csv.field_size_limit(FIELD_SIZE_LIMIT)
-            lines = _LineCounter(csv.reader(text, delimiter=delimiter))
-            return cls._read_header(name, path, binary, text, lines, size, delimiter, sep_line)
+            reader = csv.reader(text, delimiter=delimiter)
+            header, header_line = _read_header(name, Path(path), reader, sep_line)
+            columns, indexes, ignored = _match_columns(name, header, header_line)
         except BaseException:
             text.close()
             raise
-
-    @classmethod
-    def _read_header(
-        cls,
-        name: str,
-        path: Path,
-        binary: IO[bytes],
-        text: io.TextIOWrapper,
-        lines: _LineCounter,
-        size: int,
-        delimiter: str,
-        sep_line: bool,
-    ) -> Self:
-        header: list[str] | None = None
-        header_line = 0
-        with _UnusableOnError(name, lines, path):
-            for start, row in lines:
-                if start == 1 and sep_line:
-                    continue
-                if any(cell.strip() for cell in row):
-                    header, header_line = row, start
-                    break
-        if header is None:
-            raise UnusableCsvError(
-                f"{name} is empty: export the contacts from Nimble as CSV and import that file"
-            )
-        columns: dict[str, str] = {}
-        indexes: dict[str, int] = {}
-        ignored: list[str] = []
-        for index, written in enumerate(header):
-            field = field_for_header(written)
-            if field is not None and field not in columns:
-                columns[field] = written
-                indexes[field] = index
-            elif written.strip():
-                ignored.append(written)
-            else:
-                ignored.append(f"column {index + 1} (no header)")
-        if not columns:
-            raise UnusableCsvError(_no_known_column_message(name, header, header_line))
         return cls(
-            name, path, binary, text, lines, size, delimiter, header_line, columns, indexes, ignored
+            name, binary, text, reader, size, delimiter, header_line, columns, indexes, ignored
         )
 
     def rows(self) -> Iterator[CsvContact | SkippedRow]:
@@ -245,23 +204,34 @@ class ContactsCsv:
         Raises :class:`UnusableCsvError` when the rest of the file turns out
         not to be UTF-8 or holds a field over :data:`FIELD_SIZE_LIMIT`.
         """
-        first = self._indexes.get("first_name")
-        last = self._indexes.get("last_name")
-        email = self._indexes.get("email")
-        description = self._indexes.get("description")
-        with _UnusableOnError(self.name, self._lines, self._path):
-            for line, row in self._lines:
-                width = len(row)
-                values = (
-                    _value(row, first, width),
-                    _value(row, last, width),
-                    _value(row, email, width),
-                    _value(row, description, width),
-                )
-                if values == (None, None, None, None):
+        # The hot loop of every import: one itemgetter call picks the known
+        # cells, and a short row is padded rather than checked cell by cell.
+        slots = [field for field in FIELDS if field in self._indexes]
+        where = [self._indexes[field] for field in slots]
+        pick = _cell_picker(where)
+        width = max(where) + 1
+        every_field = len(slots) == len(FIELDS)
+        positions = [FIELDS.index(field) for field in slots]
+        padding = [""] * width
+        reader = self._reader
+        ended = reader.line_num  # csv counts lines read so far: a record starts one later
+        try:
+            for row in reader:
+                line, ended = ended + 1, reader.line_num
+                if len(row) < width:
+                    row += padding
+                values = [cell.strip() or None for cell in pick(row)]
+                if not any(values):
                     yield SkippedRow(line, NO_KNOWN_FIELDS)
-                else:
+                elif every_field:
                     yield CsvContact(line, *values)
+                else:
+                    full: list[str | None] = [None, None, None, None]
+                    for position, value in zip(positions, values, strict=True):
+                        full[position] = value
+                    yield CsvContact(line, *full)
+        except (UnicodeDecodeError, csv.Error) as error:
+            raise _unusable(self.name, Path(self._text.name), error, ended + 1) from error
 
     def position(self) -> int:
         """Bytes of the file consumed so far (ahead by at most one read chunk)."""
@@ -289,70 +259,73 @@ class _CsvReader(Protocol):
 
     def __iter__(self) -> Iterator[list[str]]: ...
 
-
-class _LineCounter:
-    """Pairs each csv record with the physical line where it starts.
-
-    ``csv.reader.line_num`` counts lines read *so far*, so a record starts one
-    line after the previous record ended.
-    """
-
-    def __init__(self, reader: _CsvReader) -> None:
-        self._reader = reader
-        self.line_num = 0
-
-    def __iter__(self) -> Iterator[tuple[int, list[str]]]:
-        for row in self._reader:
-            start = self.line_num + 1
-            self.line_num = self._reader.line_num
-            yield start, row
-
-    @property
-    def next_line(self) -> int:
-        """The line where the record being read (if any) starts."""
-        return self.line_num + 1
+    def __next__(self) -> list[str]: ...
 
 
-def _value(row: list[str], index: int | None, width: int) -> str | None:
-    if index is None or index >= width:
-        return None
-    return row[index].strip() or None
+def _cell_picker(indexes: list[int]) -> Callable[[list[str]], tuple[str, ...]]:
+    """Like ``itemgetter(*indexes)``, but a tuple even for one index."""
+    if len(indexes) == 1:
+        (only,) = indexes
+        return lambda row: (row[only],)
+    return operator.itemgetter(*indexes)
 
 
-class _UnusableOnError:
-    """Turn decoding and csv errors met while reading into :class:`UnusableCsvError`."""
+def _read_header(
+    name: str, path: Path, reader: _CsvReader, sep_line: bool
+) -> tuple[list[str], int]:
+    """The first non-blank record and the line where it starts."""
+    ended = 0
+    try:
+        for row in reader:
+            line, ended = ended + 1, reader.line_num
+            if line == 1 and sep_line:
+                continue
+            if any(cell.strip() for cell in row):
+                return row, line
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise _unusable(name, path, error, ended + 1) from error
+    raise UnusableCsvError(
+        f"{name} is empty: export the contacts from Nimble as CSV and import that file"
+    )
 
-    def __init__(self, name: str, lines: _LineCounter, path: Path) -> None:
-        self._name = name
-        self._lines = lines
-        self._path = path
 
-    def __enter__(self) -> None:
-        return None
+def _match_columns(
+    name: str, header: list[str], header_line: int
+) -> tuple[dict[str, str], dict[str, int], list[str]]:
+    """Known field -> header as written, known field -> index, and the ignored headers."""
+    columns: dict[str, str] = {}
+    indexes: dict[str, int] = {}
+    ignored: list[str] = []
+    for index, written in enumerate(header):
+        field = field_for_header(written)
+        if field is not None and field not in columns:
+            columns[field] = written
+            indexes[field] = index
+        elif written.strip():
+            ignored.append(written)
+        else:
+            ignored.append(f"column {index + 1} (no header)")
+    if not columns:
+        raise UnusableCsvError(_no_known_column_message(name, header, header_line))
+    return columns, indexes, ignored
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if isinstance(exc, UnicodeDecodeError):
-            where = _first_bad_byte(self._path)
-            detail = f"invalid byte 0x{where[0]:02x} at line {where[1]}" if where else str(exc)
-            raise UnusableCsvError(
-                f"{self._name} is not UTF-8 text ({detail}): {SAVE_AS_UTF8}"
-            ) from exc
-        if isinstance(exc, csv.Error):
-            line = self._lines.next_line
-            if "field larger than field limit" in str(exc):
-                raise UnusableCsvError(
-                    f"{self._name} line {line}: a field is longer than "
-                    f"{FIELD_SIZE_LIMIT // (1024 * 1024)} MiB, which no contact has; often a "
-                    'quote (") opened there is never closed. Fix that line and import again'
-                ) from exc
-            raise UnusableCsvError(
-                f"{self._name} line {line} is not valid CSV ({exc}): fix that line and import again"
-            ) from exc
+
+def _unusable(name: str, path: Path, error: Exception, line: int) -> UnusableCsvError:
+    """Explain a decoding or csv error met while reading the record starting at ``line``."""
+    if isinstance(error, UnicodeDecodeError):
+        # The decoder only knows its position in one read chunk; find the byte's line.
+        where = _first_bad_byte(path)
+        detail = f"invalid byte 0x{where[0]:02x} at line {where[1]}" if where else str(error)
+        return UnusableCsvError(f"{name} is not UTF-8 text ({detail}): {SAVE_AS_UTF8}")
+    if "field larger than field limit" in str(error):
+        return UnusableCsvError(
+            f"{name} line {line}: a field is longer than {FIELD_SIZE_LIMIT // (1024 * 1024)} MiB, "
+            'which no contact has; often a quote (") opened there is never closed. '
+            "Fix that line and import again"
+        )
+    return UnusableCsvError(
+        f"{name} line {line} is not valid CSV ({error}): fix that line and import again"
+    )
 
 
 def _open_binary(path: Path, name: str) -> IO[bytes]:
