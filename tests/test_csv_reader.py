@@ -364,6 +364,19 @@ def test_not_utf8_late_in_the_file_is_unusable_when_reached(tmp_path: Path) -> N
     assert "not UTF-8 text (invalid byte 0xff at line 5002)" in str(caught.value)
 
 
+def test_a_nul_byte_late_in_the_file_is_unusable_when_reached(tmp_path: Path) -> None:
+    good = "Ada,Lovelace\n" * 10_000  # past the first chunk, which is checked on open
+    path = write(tmp_path, "First Name,Last Name\n" + good + "To\x00m,Brooks\n")
+    with ContactsCsv.open(path) as csv_file, pytest.raises(UnusableCsvError) as caught:
+        list(csv_file.rows())
+    assert "line 10002 holds a NUL byte" in str(caught.value)
+
+
+def test_a_nul_byte_in_an_ignored_column_does_no_harm(tmp_path: Path) -> None:
+    path = write(tmp_path, "First Name,Phone\n" + "Ada,555\n" * 10_000 + "Tom,5\x005\n")
+    assert read_all(path)[-1] == CsvContact(10_002, "Tom", None, None, None)
+
+
 def test_a_multibyte_character_across_read_chunks_is_fine(tmp_path: Path) -> None:
     # "é" is two bytes; shifting it over every offset puts it across chunk boundaries.
     rows = "".join(f"{'x' * (n % 7)}é,Müller\n" for n in range(40_000))

@@ -220,7 +220,13 @@ class ContactsCsv:
                 line, ended = ended + 1, reader.line_num
                 if len(row) < width:
                     row += padding
-                values = [cell.strip() or None for cell in pick(row)]
+                cells = pick(row)
+                if "\x00" in "".join(cells):  # PostgreSQL text cannot hold it
+                    raise UnusableCsvError(
+                        f"{self.name} line {line} holds a NUL byte, so it is not a text CSV: "
+                        "export the contacts as CSV again and import that file"
+                    )
+                values = [cell.strip() or None for cell in cells]
                 if not any(values):
                     yield SkippedRow(line, NO_KNOWN_FIELDS)
                 elif every_field:
