@@ -211,6 +211,11 @@ def test_excel_sep_line_sets_the_delimiter(tmp_path: Path) -> None:
         assert list(csv_file.rows()) == [CsvContact(3, "Ada", None, "ada@example.io", None)]
 
 
+def test_excel_sep_line_with_a_comma(tmp_path: Path) -> None:
+    path = write(tmp_path, "sep=,\nFirst Name,Email\nAda,ada@example.io\n")
+    assert read_all(path) == [CsvContact(3, "Ada", None, "ada@example.io", None)]
+
+
 # Row contents
 
 
@@ -375,6 +380,12 @@ def test_a_nul_byte_late_in_the_file_is_unusable_when_reached(tmp_path: Path) ->
 def test_a_nul_byte_in_an_ignored_column_does_no_harm(tmp_path: Path) -> None:
     path = write(tmp_path, "First Name,Phone\n" + "Ada,555\n" * 10_000 + "Tom,5\x005\n")
     assert read_all(path)[-1] == CsvContact(10_002, "Tom", None, None, None)
+
+
+def test_a_character_cut_off_at_the_end_of_the_file_is_unusable(tmp_path: Path) -> None:
+    content = ("First Name\n" + "Ada\n" * 20_000).encode() + "Zoë".encode()[:-1]
+    message = unusable(write(tmp_path, content))
+    assert "not UTF-8 text (invalid byte 0xc3 at line 20002)" in message
 
 
 def test_a_multibyte_character_across_read_chunks_is_fine(tmp_path: Path) -> None:

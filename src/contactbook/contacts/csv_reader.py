@@ -16,7 +16,13 @@ What it accepts (the "CSV input" contract in DESIGN.md):
   refused with :class:`UnusableCsvError` naming the line of the first bad byte,
   even when that byte sits near the end of a large file: the importer writes
   nothing until the whole file has been read, so refusing late is safe.
-* **Line endings**: CRLF, LF or CR; quoted fields may contain newlines.
+  Also refused, each with a message saying what to do: a missing path, a
+  directory, an empty file, a binary one (NUL bytes in the first 64 KiB, a zip
+  or Excel workbook), UTF-16, a header without any known column, a field over
+  :data:`FIELD_SIZE_LIMIT` (usually an unclosed quote) and a NUL byte in a
+  value that would be stored (PostgreSQL text cannot hold one).
+* **Line endings**: CRLF, LF or CR; quoted fields may contain newlines, which
+  are kept as written.
 * **Delimiter**: a comma, unless the header row clearly uses a semicolon or a
   tab (Excel writes those in some locales): the delimiter that turns the header
   into the most known columns wins, ties go to the comma. An Excel ``sep=;``
@@ -74,6 +80,7 @@ __all__ = [
     "CsvContact",
     "SkippedRow",
     "UnusableCsvError",
+    "field_for_header",
 ]
 
 FIELDS = ("first_name", "last_name", "email", "description")
@@ -202,7 +209,9 @@ class ContactsCsv:
         """Yield each record after the header as a contact or a skipped row.
 
         Raises :class:`UnusableCsvError` when the rest of the file turns out
-        not to be UTF-8 or holds a field over :data:`FIELD_SIZE_LIMIT`.
+        not to be UTF-8, holds a field over :data:`FIELD_SIZE_LIMIT` or a NUL
+        byte in a known column. Iterate once: a second call goes on from where
+        the first stopped.
         """
         # The hot loop of every import: one itemgetter call picks the known
         # cells, and a short row is padded rather than checked cell by cell.
@@ -366,7 +375,8 @@ def _check_looks_like_text(start: bytes, name: str, *, complete: bool) -> None:
         )
     if b"\x00" in start:
         raise UnusableCsvError(
-            f"{name} is a binary file, not CSV text: export the contacts as CSV and import that"
+            f"{name} is a binary file, not CSV text: "
+            "export the contacts as CSV and import that file"
         )
     decoder = codecs.getincrementaldecoder("utf-8")()
     try:
