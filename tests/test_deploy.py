@@ -1,0 +1,323 @@
+"""The deployment files say what they mean: no Docker engine runs here, so the compose file,
+the collector's configuration and the Dockerfile are read and checked against the code
+(the CLI they call, the settings they pass, the files they mount)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import re
+import shlex
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from contactbook.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+VECTOR = ROOT / "deploy" / "vector" / "vector.yaml"
+LOKI = ROOT / "deploy" / "loki" / "loki.yaml"
+GRAFANA_SOURCES = ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "loki.yaml"
+ENTRY_POINT = Path(sys.executable).parent / "contactbook"
+
+APP_SERVICES = ("api", "worker", "beat")
+# The contract's commands (DESIGN.md) plus the operations commands this issue adds; used
+# only while the CLI module does not exist yet, then the real entry point answers.
+KNOWN_COMMANDS = {
+    "serve", "api", "worker", "beat", "import", "sync", "search", "export",
+    "fake-nimble", "db", "backup", "restore", "healthcheck",
+}  # fmt: skip
+
+
+def load_yaml(path: Path) -> dict:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return load_yaml(COMPOSE)
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict) -> dict:
+    return compose["services"]
+
+
+def cli_exists() -> bool:
+    return ENTRY_POINT.exists() and importlib.util.find_spec("contactbook.cli") is not None
+
+
+def contactbook_argv(service: dict) -> list[str]:
+    command = service["command"]
+    return shlex.split(command) if isinstance(command, str) else list(command)
+
+
+def cli_help(*words: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(ENTRY_POINT), *words, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+    )
+
+
+def subcommand_words(argv: list[str]) -> list[str]:
+    """The subcommand: `db upgrade` of `db upgrade --x`, `api` of `api --port 8000`."""
+    words = []
+    for arg in argv:
+        if arg.startswith("-"):
+            break
+        words.append(arg)
+    return words[:2] if words and words[0] == "db" else words[:1]
+
+
+# --- compose -----------------------------------------------------------------------------------
+
+
+def test_compose_runs_every_role_and_its_dependencies(services: dict) -> None:
+    assert {"api", "worker", "beat", "database", "redis", "loki", "vector"} <= set(services)
+
+
+def test_app_services_run_the_image_with_a_cli_command(services: dict) -> None:
+    for name in APP_SERVICES:
+        service = services[name]
+        assert service["image"].startswith("contactbook:")
+        assert service["build"] == "."
+        assert service["init"] is True
+        argv = contactbook_argv(service)
+        assert argv[0] == name, f"{name} runs `contactbook {argv[0]}`"
+        assert subcommand_words(argv)[0] in KNOWN_COMMANDS
+
+
+def test_api_listens_on_all_interfaces_with_several_workers(services: dict) -> None:
+    argv = contactbook_argv(services["api"])
+    assert argv[argv.index("--host") + 1] == "0.0.0.0"
+    assert argv[argv.index("--port") + 1] == "8000"
+    assert int(argv[argv.index("--workers") + 1]) >= 2
+    assert any(str(port).endswith(":8000") for port in services["api"]["ports"])
+
+
+@pytest.mark.skipif(not cli_exists(), reason="the CLI (contactbook.cli) has not landed yet")
+def test_every_command_compose_runs_exists_in_the_cli(services: dict) -> None:
+    commands: list[list[str]] = []
+    for name in APP_SERVICES:
+        commands.append(contactbook_argv(services[name]))
+        test = services[name]["healthcheck"]["test"]
+        assert test[:2] == ["CMD", "contactbook"]
+        commands.append(test[2:])
+    for argv in commands:
+        words = subcommand_words(argv)
+        result = cli_help(*words)
+        assert result.returncode == 0, f"contactbook {' '.join(words)} --help: {result.stderr}"
+        for option in (arg for arg in argv if arg.startswith("--")):
+            assert option in result.stdout, f"contactbook {' '.join(words)} has no {option}"
+
+
+def test_every_service_has_a_real_healthcheck(services: dict) -> None:
+    for name, service in services.items():
+        test = service.get("healthcheck", {}).get("test")
+        assert test, f"{name} has no healthcheck"
+        assert test[0] in ("CMD", "CMD-SHELL"), name
+        text = " ".join(test[1:])
+        assert "sleep" not in text, f"{name}'s healthcheck waits instead of checking"
+    assert "/readyz" in " ".join(services["api"]["healthcheck"]["test"])
+    assert "pg_isready" in " ".join(services["database"]["healthcheck"]["test"])
+    assert services["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert services["worker"]["healthcheck"]["test"][-1] == "worker"
+    assert services["beat"]["healthcheck"]["test"][-1] == "beat"
+
+
+def test_start_order_waits_for_healthy_dependencies(services: dict) -> None:
+    for name, service in services.items():
+        depends_on = service.get("depends_on", {})
+        assert isinstance(depends_on, dict), f"{name}: depends_on without conditions"
+        for dependency, rule in depends_on.items():
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+            assert rule == {"condition": "service_healthy"}, f"{name} → {dependency}: {rule}"
+    assert {"database", "redis"} <= set(services["api"]["depends_on"])
+    # The api applies migrations before it turns healthy; the others need the schema.
+    assert "api" in services["worker"]["depends_on"]
+    assert "api" in services["beat"]["depends_on"]
+
+
+def test_nothing_waits_by_sleeping(services: dict) -> None:
+    for name, service in services.items():
+        for key in ("command", "entrypoint"):
+            value = service.get(key)
+            text = value if isinstance(value, str) else " ".join(value or [])
+            assert not re.search(r"\b(sleep|wait-for|wait-for-it|dockerize)\b", text), name
+
+
+def test_volumes_are_named_or_the_documented_bind_mounts(compose: dict, services: dict) -> None:
+    declared = set(compose.get("volumes", {}))
+    used: set[str] = set()
+    binds: dict[str, set[str]] = {}
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            source, target = volume.split(":")[:2]
+            if source.startswith(("./", "/")):
+                binds.setdefault(source, set()).add(f"{name}:{target}")
+            else:
+                used.add(source)
+    assert used <= declared, f"undeclared volumes: {used - declared}"
+    assert declared <= used, f"declared but unused volumes: {declared - used}"
+    assert "database:/var/lib/postgresql" in binds["./pg_data"]
+    assert "database:/backups" in binds["./pg_backups"]
+    assert "api:/var/lib/contactbook/backups" in binds["./pg_backups"]
+    assert "loki_data" in used
+    for source in binds:
+        if source.startswith("./deploy/"):
+            assert (ROOT / source).exists(), f"{source} is mounted but missing"
+
+
+def test_metrics_directory_is_shared_by_api_worker_and_beat(services: dict) -> None:
+    for name in APP_SERVICES:
+        assert "metrics:/var/lib/contactbook/metrics" in services[name]["volumes"], name
+        assert services[name]["environment"]["CONTACTBOOK_HOME"] == "/var/lib/contactbook"
+
+
+def test_app_services_reach_database_and_redis_by_service_name(services: dict) -> None:
+    environment = services["api"]["environment"]
+    assert "@database:5432/contactbook" in environment["DATABASE_URL"]
+    assert "redis://redis:6379" in environment["REDIS_URL"]
+    assert "${POSTGRES_PASSWORD" in services["database"]["environment"]["POSTGRES_PASSWORD"]
+
+
+def test_official_images_are_pinned(services: dict) -> None:
+    assert re.fullmatch(r"postgres:(1[6-9]|[2-9]\d)(\.\d+)?", services["database"]["image"])
+    assert re.fullmatch(r"redis:7(\.\d+)*", services["redis"]["image"])
+    for name, service in services.items():
+        if name not in APP_SERVICES:
+            assert not service["image"].endswith(":latest"), name
+
+
+# --- log collection ----------------------------------------------------------------------------
+
+
+def test_vector_collects_every_labelled_container_into_loki(services: dict) -> None:
+    config = load_yaml(VECTOR)
+    source_ids = set(config["sources"])
+    transform_ids = set(config.get("transforms", {}))
+    for component in [*config.get("transforms", {}).values(), *config["sinks"].values()]:
+        for upstream in component["inputs"]:
+            assert upstream in source_ids | transform_ids, f"unknown input {upstream}"
+    (source,) = config["sources"].values()
+    assert source["type"] == "docker_logs"
+    (label,) = source["include_labels"]
+    key, _, value = label.partition("=")
+    for name in (*APP_SERVICES, "database", "redis"):
+        assert services[name]["labels"][key] == value, f"{name}'s logs are not collected"
+    loki_sinks = [sink for sink in config["sinks"].values() if sink["type"] == "loki"]
+    assert loki_sinks and loki_sinks[0]["endpoint"] == "http://loki:3100"
+    assert set(loki_sinks[0]["labels"]) == {"service", "level", "stream"}  # bounded labels
+    assert "/var/run/docker.sock:/var/run/docker.sock:ro" in services["vector"]["volumes"]
+    assert config["api"]["enabled"] is True
+    assert "8686/health" in " ".join(services["vector"]["healthcheck"]["test"])
+
+
+def test_loki_stores_logs_in_its_volume_and_keeps_them_bounded(services: dict) -> None:
+    config = load_yaml(LOKI)
+    assert config["auth_enabled"] is False
+    assert config["common"]["path_prefix"] == "/loki"
+    assert "loki_data:/loki" in services["loki"]["volumes"]
+    schema = config["schema_config"]["configs"][-1]
+    assert (schema["store"], schema["schema"], schema["object_store"]) == (
+        "tsdb",
+        "v13",
+        "filesystem",
+    )
+    assert config["compactor"]["retention_enabled"] is True
+    assert config["limits_config"]["retention_period"]
+    mounted = {v.split(":")[1] for v in services["loki"]["volumes"]}
+    assert services["loki"]["command"][0].removeprefix("-config.file=") in mounted
+
+
+def test_grafana_is_optional_and_reads_loki() -> None:
+    compose = load_yaml(COMPOSE)
+    assert compose["services"]["grafana"]["profiles"] == ["grafana"]
+    sources = load_yaml(GRAFANA_SOURCES)["datasources"]
+    assert sources[0]["type"] == "loki" and sources[0]["url"] == "http://loki:3100"
+
+
+# --- Dockerfile and the lock ------------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = DOCKERFILE.read_text(encoding="utf-8").replace("\\\n", " ")
+    instructions = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            instructions.append((keyword.upper(), rest.strip()))
+    return instructions
+
+
+def test_dockerfile_is_multi_stage_on_slim_python() -> None:
+    instructions = dockerfile_instructions()
+    stages = [rest for keyword, rest in instructions if keyword == "FROM"]
+    assert len(stages) >= 2
+    base = next(rest for keyword, rest in instructions if keyword == "ARG" and "PYTHON" in rest)
+    assert re.search(r"python:3\.12-slim", base)
+    assert any("COPY --from=builder /opt/venv" in f"COPY {rest}" for k, rest in instructions)
+    assert any("requirements.lock" in rest for keyword, rest in instructions if keyword == "RUN")
+
+
+def test_runtime_stage_runs_as_a_non_root_user_with_a_healthcheck() -> None:
+    instructions = dockerfile_instructions()
+    last_from = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM")
+    runtime = instructions[last_from:]
+    users = [rest for keyword, rest in runtime if keyword == "USER"]
+    assert users, "the runtime stage runs as root"
+    user = users[-1].split(":")[0]
+    assert user not in ("root", "0")
+    healthcheck = next(rest for keyword, rest in runtime if keyword == "HEALTHCHECK")
+    assert '["contactbook", "healthcheck"]' in healthcheck
+    assert ("ENTRYPOINT", '["contactbook"]') in runtime
+    cmd = next(rest for keyword, rest in runtime if keyword == "CMD")
+    assert cmd.startswith('["api"')
+
+
+def test_dockerignore_keeps_the_build_context_small() -> None:
+    lines = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert lines[0] == "*"  # everything out, then only what the image needs back in
+    assert {"!pyproject.toml", "!requirements.lock", "!src/", "!README.md"} <= set(lines)
+
+
+def test_requirements_lock_pins_every_runtime_dependency_as_installed() -> None:
+    pins = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"not pinned: {line}"
+            pins[canonicalize_name(name)] = version
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for dependency in project["dependencies"]:
+        assert canonicalize_name(Requirement(dependency).name) in pins, dependency
+    for dev_tool in ("pytest", "ruff", "playwright", "hypothesis"):
+        assert dev_tool not in pins
+    for name, version in pins.items():
+        assert importlib.metadata.version(name) == version, f"{name} in the venv differs"
+
+
+def test_env_example_lists_every_setting() -> None:
+    text = (ROOT / ".env.example").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", text, re.MULTILINE))
+    missing = {name.upper() for name in Settings.model_fields} - listed
+    assert not missing, f".env.example lacks {sorted(missing)}"
+    compose_variables = set(re.findall(r"(?<!\$)\$\{([A-Z_]+)", COMPOSE.read_text()))
+    assert compose_variables <= listed | {"DATABASE_URL", "REDIS_URL"}
