@@ -7,14 +7,15 @@ The header is ``First Name,Last Name,Email,Description``, as in a Nimble export.
 Every person and company is invented. The shape is chosen so that search
 benchmarks meet the cases that matter, and the figures are printed at the end:
 
-* first names follow a Zipf-like curve over ~330 names from many traditions
+* first names follow a Zipf-like curve over ~340 names from many traditions
   (accents, a few Cyrillic and Greek): at 1,000,000 rows the commonest has
   ~60,000 people and a long run of names has 200-2,000;
-* last names: ~420 common ones on a Zipf-like curve, a list of rare ones
+* last names: ~425 common ones on a Zipf-like curve, a list of rare ones
   (``Hendricks``, ``Quenneville``, ...) with about 8 people per million rows,
   and 2% double-barrelled (``Moreau-Okafor``), nearly all unique;
-* emails in six styles at ~2,400 company domains, unique: a counter is added to
-  the local part when a combination repeats (``ada.moreau2@...``);
+* emails in six styles at ~1,000 invented company domains, unique (also when
+  lower-cased): a counter is added to the local part when one repeats
+  (``ada.moreau2@...``);
 * descriptions are one sentence built from parts, so word frequencies are
   controlled: exactly one word, ``management``, is in ~30% of rows (and no
   other word with the stem ``manag``), while others (``negotiation``,
