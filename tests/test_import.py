@@ -212,3 +212,18 @@ def test_the_database_keeps_working_after_a_refused_file(db_url, write_csv):
         import_csv(db_url, write_csv(UNUSABLE["not utf-8 late"]))
     with psycopg.connect(db_url) as connection:
         assert connection.execute("SELECT count(*) FROM contacts").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("table", ["empty", "not empty"])
+def test_the_last_row_wins_whatever_the_table_holds(conn, db_url, write_csv, table):
+    if table == "not empty":
+        import_csv(db_url, write_csv(HEADER + "Zed,Old,zed@example.org,\n"))
+    path = write_csv(HEADER + "A,One,a@example.org,first\nB,Two,,x\nA,One,A@example.org,second\n")
+
+    summary = import_csv(db_url, path)
+
+    assert summary.inserted == 2
+    assert [(row.line, row.reason) for row in summary.skipped] == [
+        (2, "same person as line 4, which is imported")
+    ]
+    assert ("A", "One", "A@example.org", "second") in people(conn)
