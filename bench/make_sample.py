@@ -5,8 +5,9 @@
 
 Deterministic: the same file every run, so the sample only changes when this
 script does. Every person and company is invented; the domains are made up.
-A few people are fixed because tests and demos search for them (Tom Brooks,
-Dan and Daniel Brooks, Ada Hendricks, a plus-addressed email).
+A few people are fixed because tests and demos search for them: Tom Brooks,
+Dan and Daniel Brooks, Ada Hendricks, a plus-addressed email, and one of each
+kind of name the search must handle (accents, hyphen, apostrophe, particle).
 """
 
 from __future__ import annotations
@@ -277,6 +278,26 @@ FIXED = [
         "ML research scientist",
     ),
     ("Tom", "Okafor", "tom+crm@lanternbay.co.uk", "Lanternbay", "VP of sales"),
+    ("Zoë", "Antoniou", "zoe.antoniou@velvetorbit.io", "Velvet Orbit", "Producer"),
+    ("Carmen", "de la Cruz", "cdelacruz@orchardline.com", "Orchardline", "Buyer"),
+    (
+        "François",
+        "Dubois",
+        "francois.dubois@ironbridge-legal.com",
+        "Ironbridge Legal",
+        "Commercial lawyer",
+    ),
+    ("Annika", "Müller", "annika.muller@atlasmill.com", "Atlas Mill", "Plant manager"),
+    ("Lucía", "López", "lucia.lopez@amberwave.io", "Amberwave", "Risk analyst"),
+    (
+        "Søren",
+        "Andersen",
+        "sandersen@coralreef-shipping.com",
+        "Coral Reef Shipping",
+        "Shipping broker",
+    ),
+    ("Anne-Marie", "Fontaine", "annemarie@thistledown.co", "Thistledown Studio", "Brand designer"),
+    ("Siobhán", "O'Neil", "siobhan.oneil@harborlight.org", "Harborlight Health", "Community nurse"),
 ]
 
 Company = tuple[str, str, str, str]
