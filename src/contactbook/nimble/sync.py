@@ -1,0 +1,441 @@
+"""Reconcile the local contacts with Nimble, all or nothing.
+
+A run reads every person (a *full* run) or only the people Nimble says were updated
+since the last successful run began (an *incremental* run), streaming pages into a
+temporary staging table with COPY while the next pages download. Only when every page
+has arrived and their records add up to ``meta.total`` does it merge, in the same
+transaction:
+
+1. contacts already linked to a Nimble id are updated, and only where something
+   differs (``IS DISTINCT FROM``), so an unchanged contact is never rewritten;
+   a contact Nimble had dropped and now lists again is revived;
+2. local contacts without a Nimble id (CSV rows) are *linked* to a remote person when
+   their email equals any of the person's emails, ignoring case: one local row per
+   person and one person per row, so nothing is ever duplicated;
+3. everyone else is inserted with ``source = 'nimble'``;
+4. on a full run only, linked contacts whose Nimble id is gone are soft-deleted
+   (``deleted_at``), which takes them out of search and export.
+
+Nimble is the system of record for the people it knows: a linked contact takes
+Nimble's values for the four fields (a field Nimble lacks becomes empty), because
+anything else would make a field that was cleared in Nimble come back forever.
+
+Staging, checks and merge are one transaction, so a failure anywhere (a page that
+never arrives, a wrong key, a count that does not match, a database error in the
+merge) leaves the contacts exactly as they were. The run itself is recorded in
+``sync_runs`` in transactions of its own, so a failed run is on record even though
+its changes were rolled back. A session advisory lock keeps two syncs from
+overlapping, and the merge also takes the CSV import's lock so an import and a sync
+never interleave their writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+import psycopg
+from psycopg.rows import tuple_row
+
+from contactbook.contacts.importer import IMPORT_LOCK_KEY
+from contactbook.nimble.client import ContactPage, NimbleClient
+from contactbook.nimble.errors import NimbleError
+
+if TYPE_CHECKING:
+    from contactbook.config import Settings
+
+logger = logging.getLogger(__name__)
+
+#: Session advisory lock held for a whole run (the CSV import uses 7_201_002).
+SYNC_LOCK_KEY = 7_201_004
+#: Incremental runs look this much further back than the last run's start, so a
+#: clock difference with Nimble or a late index update there cannot hide an edit.
+DEFAULT_OVERLAP = timedelta(minutes=2)
+#: An incremental run becomes a full one when the last successful full run is older,
+#: so deletions are caught even if only incremental runs are scheduled.
+DEFAULT_FULL_AFTER = timedelta(days=7)
+
+Mode = Literal["full", "incremental"]
+
+
+class SyncError(Exception):
+    """The sync could not complete; the contacts were left as they were."""
+
+
+class SyncAlreadyRunning(SyncError):
+    """Another sync holds the lock; this one did not start."""
+
+
+class SyncSkipped(SyncError):
+    """The sync is not configured (no NIMBLE_API_KEY), so it did not run."""
+
+
+@dataclass
+class SyncSummary:
+    """What one run did. ``fetched`` counts people read from Nimble; every one of them
+    is then exactly one of inserted, linked, updated or unchanged."""
+
+    run_id: int
+    mode: Mode
+    fetched: int = 0
+    inserted: int = 0
+    linked: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- SQL --------------------------------------------------------------------------------
+
+TRY_LOCK = "SELECT pg_try_advisory_lock(%(key)s)"
+UNLOCK = "SELECT pg_advisory_unlock(%(key)s)"
+LOCK_IMPORTS = "SELECT pg_advisory_xact_lock(%(key)s)"
+
+# Only a process holding SYNC_LOCK_KEY runs syncs, so any run still marked running
+# while we hold it belongs to a process that died.
+CLOSE_ABANDONED_RUNS = """
+UPDATE sync_runs SET status = 'failed', finished_at = now(),
+    error = 'interrupted: the process running this sync stopped before it finished'
+WHERE status = 'running'
+"""
+
+LAST_SUCCESS = """
+SELECT max(started_at) AS any_mode, max(started_at) FILTER (WHERE mode = 'full') AS full_mode
+FROM sync_runs WHERE status = 'succeeded'
+"""
+
+START_RUN = "INSERT INTO sync_runs (mode) VALUES (%(mode)s) RETURNING id"
+
+FINISH_RUN = """
+UPDATE sync_runs SET finished_at = now(), status = %(status)s, error = %(error)s,
+    fetched = %(fetched)s, inserted = %(inserted)s, linked = %(linked)s,
+    updated = %(updated)s, removed = %(removed)s, unchanged = %(unchanged)s
+WHERE id = %(run_id)s
+"""
+
+CREATE_STAGING = """
+CREATE TEMP TABLE nimble_staging (
+    nimble_id text NOT NULL,
+    first_name text,
+    last_name text,
+    email text,
+    emails text[] NOT NULL,
+    description text,
+    nimble_updated_at timestamptz
+) ON COMMIT DROP
+"""
+
+COPY_STAGING = """
+COPY nimble_staging (nimble_id, first_name, last_name, email, emails, description,
+    nimble_updated_at) FROM STDIN
+"""
+
+INDEX_STAGING = "CREATE UNIQUE INDEX ON nimble_staging (nimble_id)"
+ANALYZE_STAGING = "ANALYZE nimble_staging"
+
+COUNT_KNOWN = """
+SELECT count(*) FROM nimble_staging s JOIN contacts c ON c.nimble_id = s.nimble_id
+"""
+
+UPDATE_KNOWN = """
+UPDATE contacts c SET
+    first_name = s.first_name,
+    last_name = s.last_name,
+    email = s.email,
+    description = s.description,
+    nimble_updated_at = s.nimble_updated_at,
+    deleted_at = NULL,
+    updated_at = now()
+FROM nimble_staging s
+WHERE c.nimble_id = s.nimble_id
+  AND ((c.first_name, c.last_name, c.email, c.description, c.nimble_updated_at)
+        IS DISTINCT FROM
+       (s.first_name, s.last_name, s.email, s.description, s.nimble_updated_at)
+       OR c.deleted_at IS NOT NULL)
+"""
+
+# Candidate pairs are (remote person, live unlinked local row) sharing an address.
+# Each local row keeps the person whose matching address comes first in Nimble's list
+# (the primary before the others), then each person keeps the best of the rows left:
+# a one-to-one pairing, decided the same way on every run.
+CREATE_LINKS = """
+CREATE TEMP TABLE nimble_links ON COMMIT DROP AS
+WITH candidates AS (
+    SELECT s.nimble_id, c.id AS contact_id, e.position
+    FROM nimble_staging s
+    CROSS JOIN LATERAL unnest(s.emails) WITH ORDINALITY AS e(address, position)
+    JOIN contacts c ON lower(c.email) = lower(e.address)
+    WHERE c.nimble_id IS NULL
+      AND c.deleted_at IS NULL
+      AND NOT EXISTS (SELECT 1 FROM contacts k WHERE k.nimble_id = s.nimble_id)
+),
+one_person_per_row AS (
+    SELECT DISTINCT ON (contact_id) nimble_id, contact_id, position
+    FROM candidates
+    ORDER BY contact_id, position, nimble_id
+)
+SELECT DISTINCT ON (nimble_id) nimble_id, contact_id
+FROM one_person_per_row
+ORDER BY nimble_id, position, contact_id
+"""
+
+APPLY_LINKS = """
+UPDATE contacts c SET
+    nimble_id = s.nimble_id,
+    first_name = s.first_name,
+    last_name = s.last_name,
+    email = s.email,
+    description = s.description,
+    nimble_updated_at = s.nimble_updated_at,
+    updated_at = now()
+FROM nimble_links l JOIN nimble_staging s ON s.nimble_id = l.nimble_id
+WHERE c.id = l.contact_id
+"""
+
+INSERT_NEW = """
+INSERT INTO contacts (nimble_id, first_name, last_name, email, description, source,
+    nimble_updated_at)
+SELECT s.nimble_id, s.first_name, s.last_name, s.email, s.description, 'nimble',
+    s.nimble_updated_at
+FROM nimble_staging s
+WHERE NOT EXISTS (SELECT 1 FROM contacts c WHERE c.nimble_id = s.nimble_id)
+"""
+
+REMOVE_VANISHED = """
+UPDATE contacts c SET deleted_at = now(), updated_at = now()
+WHERE c.nimble_id IS NOT NULL
+  AND c.deleted_at IS NULL
+  AND NOT EXISTS (SELECT 1 FROM nimble_staging s WHERE s.nimble_id = c.nimble_id)
+"""
+
+
+# -- the run ----------------------------------------------------------------------------
+
+
+def sync_contacts(
+    conn: psycopg.Connection,
+    client: NimbleClient,
+    *,
+    full: bool,
+    overlap: timedelta = DEFAULT_OVERLAP,
+    full_after: timedelta | None = DEFAULT_FULL_AFTER,
+) -> SyncSummary:
+    """Run one sync on ``conn`` (idle, autocommit or not) and return its figures.
+
+    ``full=False`` asks for an incremental run; it is a full run anyway when no run
+    has succeeded yet or the last successful full run is older than ``full_after``.
+    Raises :class:`SyncAlreadyRunning` when another sync holds the lock, and
+    :class:`SyncError` (with the cause chained) when the run fails; either way the
+    contacts are unchanged.
+    """
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise SyncError("sync_contacts needs a connection that is not inside a transaction")
+    with _sync_lock(conn):
+        with conn.transaction():
+            conn.execute(CLOSE_ABANDONED_RUNS)
+        mode, since = _plan(conn, full=full, overlap=overlap, full_after=full_after)
+        with conn.transaction():
+            run_id = _scalar(conn, START_RUN, {"mode": mode})
+        summary = SyncSummary(run_id=run_id, mode=mode)
+        logger.info(
+            "sync %d started (%s%s)",
+            run_id,
+            mode,
+            f", people updated since {since.isoformat()}" if since else "",
+        )
+        try:
+            with conn.transaction():
+                _stage(conn, client, since, summary)
+                _merge(conn, summary, remove_vanished=mode == "full")
+        except Exception as exc:
+            message = _describe(exc)
+            _record_failure(conn, summary, message)
+            logger.error("sync %d failed, nothing was changed: %s", run_id, message)
+            if isinstance(exc, SyncError):
+                raise
+            raise SyncError(message) from exc
+        _finish_run(conn, summary, status="succeeded", error=None)
+        logger.info(
+            "sync %d succeeded: %d fetched, %d inserted, %d linked, %d updated, "
+            "%d removed, %d unchanged",
+            run_id,
+            summary.fetched,
+            summary.inserted,
+            summary.linked,
+            summary.updated,
+            summary.removed,
+            summary.unchanged,
+        )
+        return summary
+
+
+@contextlib.contextmanager
+def _sync_lock(conn: psycopg.Connection) -> Iterator[None]:
+    with conn.transaction():
+        locked = _scalar(conn, TRY_LOCK, {"key": SYNC_LOCK_KEY})
+    if not locked:
+        raise SyncAlreadyRunning("Another sync is running; this one did not start.")
+    try:
+        yield
+    finally:
+        if not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            with conn.transaction():
+                conn.execute(UNLOCK, {"key": SYNC_LOCK_KEY})
+
+
+def _plan(
+    conn: psycopg.Connection, *, full: bool, overlap: timedelta, full_after: timedelta | None
+) -> tuple[Mode, datetime | None]:
+    """The mode of this run and, for an incremental one, where its window starts."""
+    with conn.transaction(), conn.cursor(row_factory=tuple_row) as cursor:
+        last_any, last_full = cursor.execute(LAST_SUCCESS).fetchone()
+        now = cursor.execute("SELECT now()").fetchone()[0]
+    if full or last_any is None:
+        return "full", None
+    if full_after is not None and (last_full is None or now - last_full > full_after):
+        logger.info("no successful full sync within %s: this run is a full one", full_after)
+        return "full", None
+    return "incremental", last_any - overlap
+
+
+def _stage(
+    conn: psycopg.Connection,
+    client: NimbleClient,
+    since: datetime | None,
+    summary: SyncSummary,
+) -> None:
+    """COPY every page into the staging table as it arrives, then check the count."""
+    conn.execute(CREATE_STAGING)
+    seen: set[str] = set()
+    received = 0
+    total: int | None = None
+    pages = contextlib.closing(client.iter_pages(updated_since=since))
+    with pages as arriving, conn.cursor() as cursor, cursor.copy(COPY_STAGING) as copy:
+        for page in arriving:
+            total = page.total
+            received += len(page.resource_ids)
+            seen.update(page.resource_ids)
+            _write_page(copy, page)
+            summary.fetched += len(page.contacts)
+    if total is None or received != total or len(seen) != total:
+        raise SyncError(
+            f"Nimble reported meta.total = {total} but {received} records arrived "
+            f"({len(seen)} distinct); the listing is inconsistent, so nothing was changed. "
+            f"Run the sync again later."
+        )
+    conn.execute(INDEX_STAGING)
+    conn.execute(ANALYZE_STAGING)
+
+
+def _write_page(copy: psycopg.Copy, page: ContactPage) -> None:
+    for contact in page.contacts:
+        copy.write_row(
+            (
+                contact.nimble_id,
+                contact.first_name,
+                contact.last_name,
+                contact.email,
+                list(contact.emails),
+                contact.description,
+                contact.updated,
+            )
+        )
+
+
+def _merge(conn: psycopg.Connection, summary: SyncSummary, *, remove_vanished: bool) -> None:
+    conn.execute(LOCK_IMPORTS, {"key": IMPORT_LOCK_KEY})
+    known = _scalar(conn, COUNT_KNOWN)
+    summary.updated = conn.execute(UPDATE_KNOWN).rowcount
+    summary.unchanged = known - summary.updated
+    conn.execute(CREATE_LINKS)
+    summary.linked = conn.execute(APPLY_LINKS).rowcount
+    summary.inserted = conn.execute(INSERT_NEW).rowcount
+    if remove_vanished:
+        summary.removed = conn.execute(REMOVE_VANISHED).rowcount
+
+
+def _scalar(conn: psycopg.Connection, query: str, params: dict[str, Any] | None = None) -> Any:
+    with conn.cursor(row_factory=tuple_row) as cursor:
+        row = cursor.execute(query, params).fetchone()
+    return row[0] if row else None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, NimbleError | SyncError):
+        return str(exc)
+    if isinstance(exc, psycopg.Error):
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        return f"database error: {type(exc).__name__}: {first_line}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _finish_run(
+    conn: psycopg.Connection, summary: SyncSummary, *, status: str, error: str | None
+) -> None:
+    with conn.transaction():
+        conn.execute(FINISH_RUN, {**summary.as_dict(), "status": status, "error": error})
+
+
+def _record_failure(conn: psycopg.Connection, summary: SyncSummary, message: str) -> None:
+    """Mark the run failed with the figures of what was read (nothing was applied)."""
+    recorded = SyncSummary(run_id=summary.run_id, mode=summary.mode, fetched=summary.fetched)
+    try:
+        _finish_run(conn, recorded, status="failed", error=message)
+    except psycopg.Error as exc:
+        # The connection itself is gone; the next run will mark this one interrupted.
+        logger.warning("could not record the failure of sync %d: %s", summary.run_id, exc)
+
+
+# -- the entry point for the CLI and the Celery task -------------------------------------
+
+
+def run_sync(
+    settings: Settings, full: bool = False, *, database_url: str | None = None
+) -> SyncSummary:
+    """Sync from the Nimble API configured in ``settings`` into the database.
+
+    The database is ``database_url``, else ``settings.database_url``, else the embedded
+    server under ``CONTACTBOOK_HOME`` (started for the run if it is not running).
+    Raises :class:`SyncSkipped` when ``NIMBLE_API_KEY`` is unset.
+    """
+    if settings.nimble_api_key is None:
+        raise SyncSkipped(
+            "NIMBLE_API_KEY is not set, so there is nothing to sync from. "
+            "Set it to a Nimble API key to enable the sync."
+        )
+    from contactbook import db
+
+    with contextlib.ExitStack() as stack:
+        url = database_url or settings.database_url
+        if url is None:
+            from contactbook.embedded import embedded_services
+
+            services = embedded_services(settings, redis_needed=False)
+            url = stack.enter_context(services).database_url
+        client = stack.enter_context(
+            NimbleClient(
+                settings.nimble_api_url,
+                settings.nimble_api_key.get_secret_value(),
+                per_page=settings.nimble_per_page,
+                concurrency=settings.nimble_concurrency,
+            )
+        )
+        conn = stack.enter_context(db.connect(url, autocommit=True))
+        return sync_contacts(conn, client, full=full)
+
+
+__all__ = [
+    "SyncAlreadyRunning",
+    "SyncError",
+    "SyncSkipped",
+    "SyncSummary",
+    "run_sync",
+    "sync_contacts",
+]
