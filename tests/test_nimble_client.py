@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from nimble_fixtures import API_KEY, FAST_RETRY, Simulator, people, simulator_server
 
 from contactbook.nimble.client import (
     FIELDS,
@@ -24,48 +25,13 @@ from contactbook.nimble.errors import (
     NimbleQuotaExceeded,
     NimbleUnavailable,
 )
-from contactbook.nimble.simulator import (
-    FaultPlan,
-    SimulatorState,
-    ThreadedServer,
-    create_app,
-    generate_contacts,
-    person_resource,
-)
-
-API_KEY = "sim-key-4f9b2c7e81d0"
-FAST_RETRY = RetryPolicy(max_attempts=4, backoff_base=0.01, backoff_max=0.05, max_elapsed=10)
-
-
-class Simulator:
-    """A running simulator: its URL and its state (faults, data, request log)."""
-
-    def __init__(self, server: ThreadedServer, state: SimulatorState) -> None:
-        self.server, self.state = server, state
-        self.url = server.url
-
-    def reset(self, records: list[dict]) -> None:
-        fresh = SimulatorState(records, API_KEY, None)
-        self.state.__dict__.update(fresh.__dict__)
-
-    def page_requests(self, page: int | None = None) -> list:
-        return [
-            r
-            for r in self.state.requests
-            if r.path == "/api/v1/contacts" and (page is None or r.params.get("page") == str(page))
-        ]
-
-    def client(self, **kwargs) -> NimbleClient:
-        kwargs.setdefault("retry", FAST_RETRY)
-        kwargs.setdefault("timeout", 5.0)
-        return NimbleClient(self.url, kwargs.pop("api_key", API_KEY), **kwargs)
+from contactbook.nimble.simulator import FaultPlan, generate_contacts, person_resource
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Simulator]:
-    app = create_app([], API_KEY)
-    with ThreadedServer(app) as running:
-        yield Simulator(running, app.state.simulator)
+    with simulator_server() as running:
+        yield running
 
 
 @pytest.fixture
@@ -73,20 +39,6 @@ def sim(server: Simulator) -> Simulator:
     """The module's simulator, emptied: each test loads its own records and faults."""
     server.reset([])
     return server
-
-
-def people(n: int, prefix: str = "p") -> list[dict]:
-    return [
-        person_resource(
-            nimble_id=f"{prefix}{i:05d}",
-            first_name=f"First{i}",
-            last_name=f"Last{i}",
-            emails=[f"person{i}@example.com"],
-            description=f"Person number {i}",
-            updated=datetime(2024, 1, 1, tzinfo=UTC) + timedelta(minutes=i),
-        )
-        for i in range(n)
-    ]
 
 
 def read_all(client: NimbleClient, **kwargs) -> list:

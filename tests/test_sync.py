@@ -1,0 +1,405 @@
+"""The sync from Nimble: the simulator over real HTTP, real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from nimble_fixtures import API_KEY, Simulator, people, simulator_server
+
+from contactbook.nimble import sync
+from contactbook.nimble.simulator import FaultPlan, person_resource
+from contactbook.nimble.sync import (
+    SyncAlreadyRunning,
+    SyncError,
+    SyncSkipped,
+    run_sync,
+    sync_contacts,
+)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Simulator]:
+    with simulator_server() as running:
+        yield running
+
+
+@pytest.fixture
+def sim(server: Simulator) -> Simulator:
+    server.reset([])
+    return server
+
+
+def run(conn: psycopg.Connection, sim: Simulator, *, full: bool = False, **kwargs):
+    client_options = {k: kwargs.pop(k) for k in ("api_key", "per_page") if k in kwargs}
+    client_options.setdefault("per_page", 10)
+    with sim.client(**client_options) as client:
+        return sync_contacts(conn, client, full=full, **kwargs)
+
+
+def dump(conn: psycopg.Connection) -> list:
+    """Every column of every contact (deleted ones too), for exact before/after checks."""
+    rows = conn.execute("SELECT to_jsonb(c) - 'search_vector' AS row FROM contacts c ORDER BY id")
+    return [r["row"] for r in rows]
+
+
+def contacts_by_nimble_id(conn: psycopg.Connection) -> dict[str, dict]:
+    rows = conn.execute("SELECT * FROM contacts WHERE nimble_id IS NOT NULL").fetchall()
+    return {r["nimble_id"]: r for r in rows}
+
+
+def runs(conn: psycopg.Connection) -> list[dict]:
+    return conn.execute("SELECT * FROM sync_runs ORDER BY id").fetchall()
+
+
+def add_csv_contact(
+    conn: psycopg.Connection, email: str | None, first: str = "Csv", last: str = "Row"
+) -> int:
+    return conn.execute(
+        "INSERT INTO contacts (first_name, last_name, email, description, source)"
+        " VALUES (%s, %s, %s, 'from the CSV', 'csv') RETURNING id",
+        (first, last, email),
+    ).fetchone()["id"]
+
+
+def test_first_sync_inserts_every_person(conn, sim: Simulator) -> None:
+    company = person_resource(nimble_id="co1", record_type="company", emails=["info@acme.test"])
+    sim.reset([*people(25), company])
+    summary = run(conn, sim)
+    assert (summary.mode, summary.fetched, summary.inserted) == ("full", 25, 25)
+    assert (summary.linked, summary.updated, summary.removed, summary.unchanged) == (0, 0, 0, 0)
+    stored = contacts_by_nimble_id(conn)
+    assert set(stored) == {f"p{i:05d}" for i in range(25)}
+    seven = stored["p00007"]
+    assert (seven["first_name"], seven["last_name"], seven["email"]) == (
+        "First7",
+        "Last7",
+        "person7@example.com",
+    )
+    assert seven["description"] == "Person number 7" and seven["source"] == "nimble"
+    assert seven["nimble_updated_at"] == datetime(2024, 1, 1, 0, 7, tzinfo=UTC)
+    (record,) = runs(conn)
+    assert record["id"] == summary.run_id
+    assert (record["status"], record["mode"], record["error"]) == ("succeeded", "full", None)
+    assert (record["fetched"], record["inserted"]) == (25, 25)
+    assert record["finished_at"] >= record["started_at"]
+
+
+def test_second_sync_changes_nothing(conn, sim: Simulator) -> None:
+    sim.reset(people(25))
+    add_csv_contact(conn, "PERSON3@example.com")
+    run(conn, sim)
+    before = dump(conn)
+    for full in (True, False):
+        summary = run(conn, sim, full=full)
+        assert summary.unchanged == summary.fetched
+        assert summary.inserted == summary.linked == summary.updated == summary.removed == 0
+    assert dump(conn) == before  # not even updated_at moved
+
+
+def test_remote_edits_propagate(conn, sim: Simulator) -> None:
+    sim.reset(people(5))
+    run(conn, sim)
+    sim.state.update_contact(
+        "p00001",
+        {"first_name": "Renamed", "emails": ["new@example.com", "person1@example.com"]},
+    )
+    sim.state.update_contact("p00002", {"description": None, "last_name": "Ünïcödé"})
+    summary = run(conn, sim)
+    assert (summary.mode, summary.fetched, summary.updated) == ("incremental", 2, 2)
+    stored = contacts_by_nimble_id(conn)
+    assert stored["p00001"]["first_name"] == "Renamed"
+    assert stored["p00001"]["email"] == "new@example.com"  # the new primary
+    assert stored["p00002"]["description"] is None
+    assert stored["p00002"]["last_name"] == "Ünïcödé"
+    assert stored["p00003"]["first_name"] == "First3"
+    assert len(stored) == 5
+
+
+def test_csv_rows_link_by_any_email_ignoring_case(conn, sim: Simulator) -> None:
+    sim.reset(
+        [
+            person_resource(nimble_id="ada", first_name="Ada", emails=["ada@example.com"]),
+            person_resource(
+                nimble_id="bob",
+                first_name="Bob",
+                emails=["bob@work.example", "Bob.Home@Example.org"],
+            ),
+            person_resource(nimble_id="cy", first_name="Cy", emails=["cy@example.com"]),
+        ]
+    )
+    ada = add_csv_contact(conn, "ADA@Example.COM")
+    bob = add_csv_contact(conn, "bob.home@example.org")  # the remote's second address
+    stranger = add_csv_contact(conn, "nobody@example.com")
+    summary = run(conn, sim)
+    assert (summary.fetched, summary.linked, summary.inserted) == (3, 2, 1)
+    rows = {r["id"]: r for r in conn.execute("SELECT * FROM contacts").fetchall()}
+    assert len(rows) == 4  # two linked, one inserted, the stranger untouched
+    assert (rows[ada]["nimble_id"], rows[ada]["first_name"]) == ("ada", "Ada")
+    assert rows[ada]["email"] == "ada@example.com" and rows[ada]["source"] == "csv"
+    assert rows[bob]["nimble_id"] == "bob" and rows[bob]["email"] == "bob@work.example"
+    assert rows[stranger]["nimble_id"] is None and rows[stranger]["first_name"] == "Csv"
+    again = run(conn, sim, full=True)
+    assert (again.linked, again.inserted, again.unchanged) == (0, 0, 3)
+
+
+def test_linking_never_duplicates(conn, sim: Simulator) -> None:
+    sim.reset(
+        [
+            # one remote person whose two addresses each match a CSV row
+            person_resource(nimble_id="pat", first_name="Pat", emails=["a@x.test", "b@x.test"]),
+            # two remote people sharing one address that one CSV row has
+            person_resource(nimble_id="sam1", first_name="Sam", emails=["sam@x.test"]),
+            person_resource(nimble_id="sam2", first_name="Sam", emails=["SAM@x.test"]),
+        ]
+    )
+    row_a = add_csv_contact(conn, "a@x.test")
+    row_b = add_csv_contact(conn, "b@x.test")
+    row_sam = add_csv_contact(conn, "sam@x.test")
+    summary = run(conn, sim)
+    assert (summary.linked, summary.inserted) == (2, 1)
+    rows = conn.execute("SELECT id, nimble_id FROM contacts").fetchall()
+    linked = {r["id"]: r["nimble_id"] for r in rows}
+    assert linked[row_a] == "pat" and linked[row_b] is None  # primary address wins
+    assert linked[row_sam] == "sam1"
+    assert sorted(v for v in linked.values() if v) == ["pat", "sam1", "sam2"]
+    assert conn.execute("SELECT count(*) AS n FROM contacts").fetchone()["n"] == 4
+
+
+def test_companies_are_ignored(conn, sim: Simulator) -> None:
+    company = person_resource(nimble_id="co", record_type="company", emails=["hello@acme.test"])
+    sim.reset([company, *people(2)])
+    csv_row = add_csv_contact(conn, "hello@acme.test")
+    summary = run(conn, sim)
+    assert (summary.fetched, summary.inserted, summary.linked) == (2, 2, 0)
+    assert set(contacts_by_nimble_id(conn)) == {"p00000", "p00001"}
+    row = conn.execute("SELECT nimble_id FROM contacts WHERE id = %s", (csv_row,)).fetchone()
+    assert row["nimble_id"] is None
+
+
+def test_deletions_are_applied_on_full_runs_only(conn, sim: Simulator) -> None:
+    sim.reset(people(4))
+    run(conn, sim)
+    sim.state.delete_contact("p00002")
+    incremental = run(conn, sim)
+    assert incremental.mode == "incremental" and incremental.removed == 0
+    assert contacts_by_nimble_id(conn)["p00002"]["deleted_at"] is None
+
+    full = run(conn, sim, full=True)
+    assert (full.removed, full.unchanged) == (1, 3)
+    gone = contacts_by_nimble_id(conn)["p00002"]
+    assert gone["deleted_at"] is not None and gone["first_name"] == "First2"
+    assert run(conn, sim, full=True).removed == 0  # already removed
+
+    sim.state.add_contact({"id": "p00002", "first_name": "Back", "emails": ["back@x.test"]})
+    revived = run(conn, sim)
+    assert (revived.updated, revived.inserted) == (1, 0)
+    back = contacts_by_nimble_id(conn)["p00002"]
+    assert back["deleted_at"] is None and back["first_name"] == "Back"
+
+
+def test_incremental_runs_fetch_only_what_changed(conn, sim: Simulator) -> None:
+    sim.reset(people(30))
+    first = run(conn, sim)
+    first_start = runs(conn)[0]["started_at"]
+    sim.state.update_contact("p00004", {"first_name": "Four"})
+    sim.state.update_contact("p00017", {"first_name": "Seventeen"})
+    sim.state.add_contact({"id": "new1", "first_name": "New", "emails": ["n@x.test"]})
+    sim.state.clear_requests()
+    time.sleep(1.1)  # Nimble's times have whole seconds: start the next window after the edits
+
+    second = run(conn, sim, overlap=timedelta(0))
+    assert (first.fetched, second.mode, second.fetched) == (30, "incremental", 3)
+    assert (second.updated, second.inserted, second.unchanged) == (2, 1, 0)
+    (request,) = sim.page_requests()
+    assert "record_type" not in request.params
+    query = json.loads(request.params["query"])
+    start = query["and"][1]["updated"]["range"]["start_datetime"]
+    assert query["and"][0] == {"record type": {"is": "person"}}
+    assert start == first_start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    sim.state.clear_requests()
+    third = run(conn, sim, overlap=timedelta(0))
+    assert (third.fetched, third.updated, third.inserted) == (0, 0, 0)
+    assert len(sim.page_requests()) == 1
+
+
+def test_incremental_window_overlaps_the_previous_run(conn, sim: Simulator) -> None:
+    sim.reset(people(3))
+    run(conn, sim)
+    sim.state.clear_requests()
+    run(conn, sim)  # default overlap
+    (request,) = sim.page_requests()
+    start = json.loads(request.params["query"])["and"][1]["updated"]["range"]["start_datetime"]
+    first_start = runs(conn)[0]["started_at"]
+    assert datetime.fromisoformat(start) <= first_start - sync.DEFAULT_OVERLAP
+
+
+def test_first_run_is_full_even_when_incremental_is_asked(conn, sim: Simulator) -> None:
+    sim.reset(people(3))
+    assert run(conn, sim, full=False).mode == "full"
+    assert run(conn, sim, full=False).mode == "incremental"
+    assert run(conn, sim, full=False, full_after=timedelta(0)).mode == "full"
+
+
+def test_transient_5xx_answers_are_recovered(conn, sim: Simulator) -> None:
+    sim.reset(people(40))
+    sim.state.set_faults(FaultPlan().fail(2, times=2).fail(3, times=1, status=503).drop(4))
+    summary = run(conn, sim)
+    assert (summary.fetched, summary.inserted) == (40, 40)
+    assert runs(conn)[-1]["status"] == "succeeded"
+
+
+@pytest.fixture
+def pending_changes(conn, sim: Simulator) -> list:
+    """A synced database and remote changes of every kind waiting; returns the dump."""
+    sim.reset(people(40))
+    add_csv_contact(conn, "Person7@EXAMPLE.com")
+    add_csv_contact(conn, "csv.only@example.com")
+    run(conn, sim)
+    for i in range(1, 26):  # enough for an incremental run to span three pages
+        sim.state.update_contact(f"p{i:05d}", {"first_name": f"Edited{i}"})
+    sim.state.delete_contact("p00002")
+    sim.state.add_contact({"id": "new", "first_name": "New", "emails": ["csv.only@example.com"]})
+    return dump(conn)
+
+
+FAILURES = {
+    "persistent 500": (FaultPlan().fail(3, times=None), {}, "HTTP 500"),
+    "malformed page": (FaultPlan().malformed(2, times=None), {}, "malformed"),
+    "dropped page": (FaultPlan().drop(3, times=None), {}, "connection failed"),
+    "wrong meta.total": (FaultPlan(total_offset=1), {}, "meta.total"),
+    "wrong key": (FaultPlan(), {"api_key": "not-the-key"}, "NIMBLE_API_KEY"),
+}
+
+
+@pytest.mark.parametrize("full", [True, False], ids=["full", "incremental"])
+@pytest.mark.parametrize("failure", list(FAILURES))
+def test_a_failed_sync_changes_nothing_and_is_recorded(
+    conn, sim: Simulator, pending_changes: list, failure: str, full: bool
+) -> None:
+    plan, options, message = FAILURES[failure]
+    sim.state.set_faults(plan)
+    with pytest.raises(SyncError, match=message):
+        run(conn, sim, full=full, **options)
+    assert dump(conn) == pending_changes
+    record = runs(conn)[-1]
+    assert record["status"] == "failed" and message in record["error"]
+    assert record["finished_at"] is not None
+    assert record["inserted"] == record["updated"] == record["linked"] == record["removed"] == 0
+
+    sim.state.set_faults(None)
+    recovered = run(conn, sim, full=True)  # and the next run applies everything
+    assert (recovered.updated, recovered.removed, recovered.linked) == (24, 1, 1)
+
+
+def test_a_failure_inside_the_merge_rolls_everything_back(
+    conn, sim: Simulator, pending_changes: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The last statement of the merge fails after the updates, links and inserts ran.
+    monkeypatch.setattr(sync, "REMOVE_VANISHED", "SELECT 1 / 0")
+    with pytest.raises(SyncError, match="database error"):
+        run(conn, sim, full=True)
+    assert dump(conn) == pending_changes
+    assert runs(conn)[-1]["status"] == "failed"
+
+
+def test_the_key_never_appears_in_any_output(
+    conn, sim: Simulator, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    sim.reset(people(30))
+    run(conn, sim)
+    sim.state.set_faults(FaultPlan().fail(1, times=1).malformed(2, times=1).drop(3, times=None))
+    with pytest.raises(SyncError) as raised:
+        run(conn, sim, full=True)
+    captured = capsys.readouterr()
+    errors = [r["error"] or "" for r in runs(conn)]
+    texts = [caplog.text, captured.out, captured.err, str(raised.value), *errors]
+    texts.append(str(raised.value.__cause__))
+    assert "connection failed" in caplog.text
+    for text in texts:
+        assert API_KEY not in text
+
+
+def test_a_concurrent_sync_is_refused(conn, db_url: str, sim: Simulator) -> None:
+    sim.reset(people(30))
+    sim.state.set_faults(FaultPlan().slow(2, 1.0))
+    outcome: dict = {}
+
+    def first_sync() -> None:
+        with psycopg.connect(db_url, autocommit=True) as other:
+            outcome["summary"] = run(other, sim)
+
+    thread = threading.Thread(target=first_sync)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not sim.page_requests(2) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with pytest.raises(SyncAlreadyRunning):
+        run(conn, sim)
+    thread.join()
+    assert outcome["summary"].inserted == 30
+    assert [r["status"] for r in runs(conn)] == ["succeeded"]  # the refused one left no run
+    assert run(conn, sim).mode == "incremental"  # the lock was released
+
+
+def test_an_abandoned_run_is_closed_by_the_next(conn, sim: Simulator) -> None:
+    conn.execute("INSERT INTO sync_runs (mode) VALUES ('full')")
+    sim.reset(people(2))
+    run(conn, sim)
+    abandoned, latest = runs(conn)
+    assert abandoned["status"] == "failed" and "interrupted" in abandoned["error"]
+    assert latest["status"] == "succeeded"
+
+
+def test_works_on_a_connection_that_is_not_autocommit(db_url: str, sim: Simulator) -> None:
+    sim.reset(people(12))
+    with psycopg.connect(db_url) as manual:
+        summary = run(manual, sim)
+        assert summary.inserted == 12
+        assert manual.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    with psycopg.connect(db_url, autocommit=True) as check:
+        assert check.execute("SELECT count(*) FROM contacts").fetchone()[0] == 12
+        lock = check.execute("SELECT pg_try_advisory_lock(%s)", (sync.SYNC_LOCK_KEY,))
+        assert lock.fetchone()[0] is True  # the sync released it
+        check.execute("SELECT pg_advisory_unlock(%s)", (sync.SYNC_LOCK_KEY,))
+
+
+def test_unicode_and_long_values_are_stored(conn, sim: Simulator) -> None:
+    description = "Notes — naïve café, 山田さんと会議. " * 5000
+    sim.reset(
+        [
+            person_resource(
+                nimble_id="u",
+                first_name="Zoë",
+                last_name="Ødegaard",
+                emails=["zoë@exämple.com"],
+                description=description,
+            )
+        ]
+    )
+    run(conn, sim)
+    stored = contacts_by_nimble_id(conn)["u"]
+    assert stored["description"] == description.strip() and stored["first_name"] == "Zoë"
+
+
+def test_run_sync_reads_its_settings(conn, make_settings, sim: Simulator) -> None:
+    sim.reset(people(12))
+    settings = make_settings(nimble_api_url=sim.url, nimble_api_key=API_KEY, nimble_per_page=5)
+    summary = run_sync(settings, full=True)
+    assert (summary.mode, summary.inserted) == ("full", 12)
+    assert {r.params["per_page"] for r in sim.page_requests()} == {"5"}
+    assert len(sim.page_requests()) == 3
+
+
+def test_run_sync_without_a_key_is_skipped(conn, make_settings) -> None:
+    with pytest.raises(SyncSkipped, match="NIMBLE_API_KEY is not set"):
+        run_sync(make_settings(nimble_api_key=None), full=True)
+    assert runs(conn) == []
