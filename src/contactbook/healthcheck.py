@@ -4,7 +4,8 @@ One command for the Docker image's HEALTHCHECK, whatever role the container runs
 
 - api / serve: `GET /healthz` on the local port answers 200 (`--url` to probe another
   address, for instance `/readyz`, which also checks the database and the broker);
-- worker: the Celery worker on this host answers a broadcast `ping` through the broker;
+- worker: the Celery worker of this host (`contactbook@<hostname>`) answers a `ping`
+  through the broker;
 - beat: the beat process is alive and the broker accepts a connection (beat only ever
   talks to the broker).
 
@@ -79,39 +80,55 @@ def _check_http(url: str, timeout: float) -> HealthResult:
 
 
 def _check_worker(timeout: float) -> HealthResult:
-    app = _celery_app()
+    here = socket.gethostname()
+    # The names `contactbook worker` (contactbook@%h) and plain Celery (celery@%h) give a
+    # worker on this host; asking only them lets the ping return on the first answer.
+    names = [f"contactbook@{here}", f"celery@{here}"]
     try:
-        replies: list[dict[str, Any]] = app.control.ping(timeout=timeout) or []
+        app = _celery_app()
+        try:
+            replies: list[dict[str, Any]] = (
+                app.control.ping(destination=names, timeout=timeout, limit=1) or []
+            )
+        finally:
+            app.close()
     except Exception as error:  # the broker is down or refuses us: unhealthy, say why
         return HealthResult(False, f"cannot reach the broker: {type(error).__name__}: {error}")
-    nodes = [node for reply in replies for node in reply]
-    here = socket.gethostname()
-    mine = [node for node in nodes if node.rpartition("@")[2] == here]
-    if mine:
-        return HealthResult(True, f"{', '.join(mine)} answered ping")
-    others = f" (answered: {', '.join(nodes)})" if nodes else ""
-    return HealthResult(False, f"no worker on host {here} answered ping within {timeout}s{others}")
+    answered = [node for reply in replies for node in reply]
+    if answered:
+        return HealthResult(True, f"{', '.join(answered)} answered ping")
+    return HealthResult(False, f"no worker on host {here} answered ping within {timeout}s")
 
 
 def _check_broker(timeout: float, *, what: str) -> HealthResult:
-    app = _celery_app()
     try:
-        with app.connection_for_write() as connection:
-            connection.ensure_connection(max_retries=1, timeout=timeout)
+        app = _celery_app()
+        try:
+            with app.connection_for_write() as connection:
+                connection.ensure_connection(max_retries=1, timeout=timeout)
+        finally:
+            app.close()
     except Exception as error:  # any transport error means the role cannot work
         return HealthResult(False, f"{what}: broker unreachable: {type(error).__name__}: {error}")
     return HealthResult(True, f"{what} running, broker reachable")
 
 
 def _celery_app() -> Any:
-    from celery import Celery
+    """A Celery client for the broker the roles use (the embedded Redis when REDIS_URL and
+    CELERY_BROKER_URL are unset and it runs under CONTACTBOOK_HOME)."""
+    from contactbook.config import get_settings
+    from contactbook.tasks import create_celery_app
 
-    from contactbook import tasks
+    settings = get_settings()
+    if settings.broker_url is None:
+        from contactbook.embedded import EmbeddedRedis
 
-    for value in vars(tasks).values():
-        if isinstance(value, Celery):
-            return value
-    raise RuntimeError("contactbook.tasks defines no Celery app")
+        embedded = EmbeddedRedis(settings.contactbook_home / "redis")
+        if embedded.is_running():
+            settings = settings.model_copy(update={"redis_url": embedded.url})
+    if settings.broker_url is None:
+        raise RuntimeError("no broker: REDIS_URL is unset and no embedded Redis runs")
+    return create_celery_app(settings)
 
 
 # --- the running process ---------------------------------------------------------------------
