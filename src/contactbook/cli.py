@@ -66,12 +66,15 @@ def serve(
     settings = get_settings()
     logs = settings.contactbook_home.expanduser().resolve() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    _check_schedule(settings)
     with _services(settings, redis_needed=True) as urls:
         export_service_urls(urls.database_url, urls.redis_url)
         db.upgrade(urls.database_url)
         children = {
             "api": [sys.executable, "-m", "contactbook", "api", "--host", host,
                     "--port", str(port)],
+            "worker": [sys.executable, "-m", "contactbook", "worker"],
+            "beat": [sys.executable, "-m", "contactbook", "beat"],
         }  # fmt: skip
         _supervise(children, logs, banner=f"http://{host}:{port}")
 
@@ -100,6 +103,71 @@ def api(
             port=port,
             workers=workers,
             log_level=settings.log_level.lower(),
+        )
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=64, help="Tasks run at once (worker processes).")
+    ] = 2,
+    loglevel: Annotated[str | None, typer.Option(help="Log level (default LOG_LEVEL).")] = None,
+) -> None:
+    """Run a Celery worker: v2 searches, CSV imports and syncs.
+
+    Uses REDIS_URL (or CELERY_BROKER_URL / CELERY_RESULT_BACKEND); with none set, the
+    embedded Redis under CONTACTBOOK_HOME. SIGTERM finishes running tasks, then exits.
+
+    Examples: `contactbook worker`, `REDIS_URL=redis://redis:6379/0 contactbook worker
+    --concurrency 4`
+    """
+    settings = get_settings()
+    _check_schedule(settings)
+    with _services(settings, redis_needed=True) as urls:
+        settings = export_service_urls(urls.database_url, urls.redis_url)
+        db.wait_for_database(urls.database_url)
+        db.upgrade(urls.database_url)
+        from contactbook.tasks import create_celery_app
+
+        celery = create_celery_app(settings)
+        celery.worker_main(
+            [
+                "worker",
+                f"--concurrency={concurrency}",
+                f"--loglevel={(loglevel or settings.log_level).upper()}",
+                "--without-gossip",
+                "--without-mingle",
+                "--hostname=contactbook@%h",
+            ]
+        )
+
+
+@app.command()
+def beat(
+    loglevel: Annotated[str | None, typer.Option(help="Log level (default LOG_LEVEL).")] = None,
+) -> None:
+    """Run Celery beat: queues the sync on SYNC_SCHEDULE (cron, UTC; default `0 0 * * *`).
+
+    Run exactly one beat per deployment. Its state file is CONTACTBOOK_HOME/beat/schedule.
+
+    Examples: `contactbook beat`, `SYNC_SCHEDULE="30 2 * * *" contactbook beat`
+    """
+    settings = get_settings()
+    _check_schedule(settings)
+    with _services(settings, redis_needed=True) as urls:
+        settings = export_service_urls(urls.database_url, urls.redis_url)
+        from contactbook.tasks import create_celery_app
+
+        state = settings.contactbook_home.expanduser().resolve() / "beat"
+        state.mkdir(parents=True, exist_ok=True)
+        celery = create_celery_app(settings)
+        err.print(f"sync schedule: {settings.sync_schedule!r} (UTC)", highlight=False)
+        celery.start(
+            [
+                "beat",
+                f"--schedule={state / 'schedule'}",
+                f"--loglevel={(loglevel or settings.log_level).upper()}",
+            ]
         )
 
 
@@ -255,6 +323,16 @@ def db_upgrade() -> None:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _check_schedule(settings: Settings) -> None:
+    """Refuse to start with a SYNC_SCHEDULE that is not a cron expression."""
+    from contactbook.tasks import InvalidSchedule, parse_sync_schedule
+
+    try:
+        parse_sync_schedule(settings.sync_schedule)
+    except InvalidSchedule as error:
+        raise _fail(str(error), EXIT_UNUSABLE_INPUT) from error
 
 
 class _services:

@@ -13,9 +13,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
-from contactbook import __version__, db
-from contactbook.api import health, v1
+from contactbook import __version__, db, tasks
+from contactbook.api import admin, health, v1, v2
 from contactbook.config import Settings, get_settings
+from contactbook.contacts import repository
 from contactbook.contacts.importer import import_csv
 from contactbook.contacts.search import InvalidSearch
 
@@ -40,11 +41,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         db.wait_for_database(settings.database_url)
         app.state.pool.open(wait=True, timeout=30)
-        start_initial_import(settings)
+        start_initial_import(app)
         try:
             yield
         finally:
             app.state.pool.close()
+            if app.state.celery is not None:
+                app.state.celery.close()
 
     app = FastAPI(
         title="Contact Book",
@@ -56,27 +59,49 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.pool = db.create_pool(
         settings.database_url, size=settings.db_pool_size, timeout=settings.db_pool_timeout
     )
+    # The Celery client that queues tasks (None without a broker: v2 and admin triggers
+    # then answer 503). Built here so a bad SYNC_SCHEDULE stops the API at start too.
+    app.state.celery = tasks.create_celery_app(settings) if settings.broker_url else None
     app.include_router(health.router)
     app.include_router(v1.router)
+    app.include_router(v2.router)
+    app.include_router(admin.router)
     _install_error_handlers(app)
     return app
 
 
-def start_initial_import(settings: Settings) -> None:
-    """Import the start-up CSV in the background when the database has no contacts.
+def start_initial_import(app: FastAPI) -> None:
+    """Import the start-up CSV when the database has no contacts, on a Celery worker.
 
-    The import decides "empty?" under its advisory lock, so API processes starting
-    together import the file exactly once.
+    The worker's import decides "empty?" again under the import's advisory lock, so API
+    processes starting together import the file exactly once. Without a broker (none
+    configured, or not reachable now) the import runs in a thread of this process instead,
+    under the same lock.
     """
+    settings: Settings = app.state.settings
+    with app.state.pool.connection() as conn:
+        if repository.has_any_contact(conn):
+            return
+    source = f"start-up import of {settings.initial_csv.name}"
+    if app.state.celery is not None:
+        try:
+            tasks.submit(
+                app.state.celery,
+                tasks.IMPORT_TASK,
+                kind=tasks.KIND_IMPORT,
+                path=str(settings.initial_csv),
+                source=source,
+                only_if_empty=True,
+            )
+            log.info("queued the %s on a worker", source)
+            return
+        except tasks.BrokerUnavailable:
+            log.warning("the task queue is not reachable: running the %s here", source)
 
     def run() -> None:
         try:
-            import_csv(
-                settings.database_url,
-                settings.initial_csv,
-                source=f"start-up import of {settings.initial_csv.name}",
-                only_if_empty=True,
-            )
+            import_csv(settings.database_url, settings.initial_csv, source=source,
+                       only_if_empty=True)  # fmt: skip
         except Exception:
             log.exception("start-up import of %s failed", settings.initial_csv)
 
@@ -98,6 +123,10 @@ def _install_error_handlers(app: FastAPI) -> None:
             {"detail": "; ".join(problems), "errors": jsonable_encoder(error.errors())},
             status_code=422,
         )
+
+    @app.exception_handler(tasks.BrokerUnavailable)
+    async def broker_down(request: Request, error: tasks.BrokerUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=503, headers={"Retry-After": "5"})
 
     @app.exception_handler(PoolTimeout)
     async def pool_exhausted(request: Request, error: PoolTimeout) -> JSONResponse:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from contactbook import tasks
+
 router = APIRouter(tags=["health"])
 
 
@@ -16,9 +18,21 @@ def healthz() -> dict:
 
 @router.get("/readyz", responses={503: {"description": "A dependency is not reachable."}})
 def readyz(request: Request) -> JSONResponse:
-    """Ready when the database answers (and the broker, when one is configured)."""
+    """Ready when the database answers and, when one is configured, the broker too.
+
+    `worker` says whether a Celery worker answered a ping within a second. It is reported
+    but does not decide readiness: this process serves v1 and the page without a worker,
+    and v2 searches wait in the queue until one comes, so taking the API out of a load
+    balancer for a worker's absence would only make things worse. Without a broker
+    (REDIS_URL unset) `broker` and `worker` are not reported.
+    """
     checks = {"database": _database_ok(request)}
+    celery = request.app.state.celery
+    if celery is not None:
+        checks["broker"] = tasks.broker_reachable(celery)
     ready = all(checks.values())
+    if celery is not None:
+        checks["worker"] = checks["broker"] and tasks.worker_answers(celery)
     return JSONResponse(
         {"status": "ready" if ready else "not ready", "checks": checks},
         status_code=200 if ready else 503,

@@ -1,0 +1,92 @@
+"""Version 2: the v1 search, run on a Celery worker.
+
+Submit with `GET` or `POST /api/v2/search?text=` (202 and a task id), then poll
+`GET /api/v2/search/status/{task_id}` until `SUCCESS`: its `result` is exactly the list
+v1 answers for the same text, limit and offset. Bad input is refused with 422 at once,
+never turned into a failed task. Ids are remembered for as long as results are kept
+(SEARCH_RESULT_EXPIRES, an hour by default); after that, or for an id this service
+never issued, the status is 404.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from celery import Celery
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from pydantic import BaseModel, Field
+
+from contactbook import tasks
+from contactbook.api.deps import Reader
+from contactbook.api.v1 import Limit, Offset, SearchText
+from contactbook.contacts.schemas import SearchHit
+from contactbook.contacts.search import validate_search
+
+router = APIRouter(prefix="/api/v2", dependencies=[Reader], tags=["v2"])
+
+
+def get_celery(request: Request) -> Celery:
+    """The app's Celery client; 503 when no broker is configured (REDIS_URL unset)."""
+    celery = request.app.state.celery
+    if celery is None:
+        raise tasks.BrokerUnavailable(
+            "no task queue is configured: set REDIS_URL (or CELERY_BROKER_URL) for this API"
+        )
+    return celery
+
+
+CeleryDep = Annotated[Celery, Depends(get_celery)]
+
+
+class TaskAccepted(BaseModel):
+    task_id: str = Field(description="Poll /api/v2/search/status/{task_id} for the outcome.")
+
+
+class SearchStatus(BaseModel):
+    task_id: str
+    status: str = Field(description="PENDING, STARTED, SUCCESS or FAILURE.")
+    result: list[SearchHit] | None = Field(
+        description="With SUCCESS: the same list GET /api/v1/search answers."
+    )
+    error: str | None = Field(description="With FAILURE: what went wrong.")
+
+
+_SUBMIT_RESPONSES = {
+    422: {"description": "Blank or too long text, or limit/offset out of range."},
+    503: {"description": "The task queue is not reachable."},
+}
+
+
+_SUBMIT = {
+    "status_code": status.HTTP_202_ACCEPTED,
+    "response_model": TaskAccepted,
+    "responses": _SUBMIT_RESPONSES,
+}
+
+
+@router.get("/search", operation_id="submit_search_get", **_SUBMIT)
+@router.post("/search", operation_id="submit_search_post", **_SUBMIT)
+def submit_search(
+    celery: CeleryDep, text: SearchText = None, limit: Limit = 20, offset: Offset = 0
+) -> TaskAccepted:
+    """Queue a search for `text`; the answer names the task to poll."""
+    text = validate_search(text, limit, offset)
+    task_id = tasks.submit(
+        celery, tasks.SEARCH_TASK, kind=tasks.KIND_SEARCH, text=text, limit=limit, offset=offset
+    )
+    return TaskAccepted(task_id=task_id)
+
+
+@router.get(
+    "/search/status/{task_id}",
+    response_model=SearchStatus,
+    responses={
+        404: {"description": "This service never issued this id, or its result expired."},
+        503: {"description": "The result store is not reachable."},
+    },
+)
+def search_status(task_id: str, celery: CeleryDep) -> dict:
+    """Where a queued search is: PENDING, STARTED, SUCCESS (with `result`) or FAILURE."""
+    if tasks.issued_kind(celery, task_id) != tasks.KIND_SEARCH:
+        raise HTTPException(404, f"no search task with id {task_id}")
+    return tasks.task_status(celery, task_id)

@@ -1,0 +1,422 @@
+"""Celery: the app, its three tasks, the beat schedule, and the helpers the API uses to
+submit work and read its outcome.
+
+One app per process, built from settings by :func:`create_celery_app`. The worker and
+beat commands build it from the environment (the module attribute ``celery_app``, which
+``celery -A contactbook.tasks`` also finds); the API builds its own from the settings it
+was given, so nothing here reads the environment at import time.
+
+Choices, and why:
+
+* **JSON only**, for task arguments and results: a result is exactly what an API
+  client will see, and nothing in the broker can make a worker unpickle code.
+* **acks_late + reject_on_worker_lost + prefetch 1**: a task whose worker dies is
+  delivered again instead of lost, so every task is written to be safe to run twice
+  (search reads; the import merges idempotently under its advisory lock; the sync
+  skips when another holds its lock; an upload already imported and removed is a no-op).
+* **Redis visibility timeout, one hour**: an unacknowledged task is handed to another
+  worker after that long. A redelivered import or sync is harmless (see above), so the
+  timeout only bounds how long a task of a crashed worker waits to run again.
+* **Results expire** after ``SEARCH_RESULT_EXPIRES`` seconds (default an hour), and the
+  ids the API issued are remembered for exactly as long, in the result backend: Celery
+  calls every unknown id PENDING, so ``/api/v2/search/status/{id}`` answers 404 for an
+  id that was never issued or whose result has expired.
+* **Bounded retries**: a task retries only on a lost database connection, at most three
+  times with exponential back-off; bad input fails at once. Publishing a task retries
+  for well under a second, so the API answers 503 quickly when the broker is down.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from celery import Celery, states
+from celery.result import AsyncResult
+from celery.schedules import crontab
+from kombu.exceptions import KombuError
+from kombu.exceptions import OperationalError as BrokerOperationalError
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from contactbook import db
+from contactbook.config import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+SEARCH_TASK = "contactbook.search"
+IMPORT_TASK = "contactbook.import_csv_file"
+SYNC_TASK = "contactbook.sync_contacts"
+SYNC_SCHEDULE_ENTRY = "sync-contacts"
+QUEUE = "contactbook"
+
+#: What each kind of task id may be looked up as (v2 status only shows searches).
+KIND_SEARCH = "search"
+KIND_IMPORT = "import"
+KIND_SYNC = "sync"
+
+_ISSUED_KEY = "contactbook-issued-{task_id}"
+
+#: Retried on the worker: the database went away for a moment.
+TRANSIENT_ERRORS = (psycopg.OperationalError, PoolTimeout)
+
+
+class InvalidSchedule(ValueError):
+    """SYNC_SCHEDULE is not a 5-field cron expression; the message shows a valid one."""
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker (or result backend) cannot be reached, or none is configured."""
+
+
+# --------------------------------------------------------------------------- the app
+
+
+class ContactBookCelery(Celery):
+    """A Celery app that carries the settings it was built from, for its tasks."""
+
+    settings: Settings
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__("contactbook", set_as_current=False, **kwargs)
+        self.settings = settings
+        self._search_pool: ConnectionPool | None = None
+        self._search_pool_pid = 0
+        self._search_pool_lock = threading.Lock()
+
+    def search_connection(self):
+        """A pooled database connection for search tasks, made after any fork."""
+        with self._search_pool_lock:
+            if self._search_pool is None or self._search_pool_pid != os.getpid():
+                # A pool inherited from the parent of a prefork child holds the parent's
+                # sockets and threads: start a new one in each process.
+                self._search_pool = db.create_pool(
+                    self.settings.database_url, size=2, timeout=self.settings.db_pool_timeout
+                )
+                self._search_pool.open(wait=False)
+                self._search_pool_pid = os.getpid()
+            pool = self._search_pool
+        return pool.connection()
+
+    def close(self) -> None:
+        with self._search_pool_lock:
+            if self._search_pool is not None and self._search_pool_pid == os.getpid():
+                self._search_pool.close()
+            self._search_pool = None
+        super().close()
+
+
+def parse_sync_schedule(expression: str) -> crontab:
+    """Turn a 5-field cron expression (UTC) into a crontab, or raise InvalidSchedule.
+
+    ``0 0 * * *`` becomes ``crontab(minute=0, hour=0)``: once a day at midnight. (Leaving
+    out the minute, as in ``crontab(hour=0)``, would fire every minute of that hour.)
+    """
+    fields = expression.split()
+    if len(fields) != 5:
+        raise InvalidSchedule(
+            f"SYNC_SCHEDULE {expression!r} has {len(fields)} field(s); it needs 5: "
+            "minute hour day-of-month month day-of-week, for example '0 0 * * *' "
+            "(daily at midnight UTC)"
+        )
+    minute, hour, day_of_month, month_of_year, day_of_week = fields
+    try:
+        return crontab(
+            minute=minute,
+            hour=hour,
+            day_of_month=day_of_month,
+            month_of_year=month_of_year,
+            day_of_week=day_of_week,
+        )
+    except (ValueError, IndexError, KeyError) as error:
+        raise InvalidSchedule(
+            f"SYNC_SCHEDULE {expression!r} is not a valid cron expression ({error}); "
+            "use 5 fields: minute hour day-of-month month day-of-week, "
+            "for example '0 0 * * *' (daily at midnight UTC)"
+        ) from error
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings for Contact Book (see the module docstring for the reasons)."""
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.result_backend,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_track_started": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "result_expires": settings.search_result_expires,
+        "result_extended": False,
+        "task_default_queue": QUEUE,
+        "timezone": "UTC",
+        "enable_utc": True,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": 2.0,
+        "broker_transport_options": {"visibility_timeout": 3600},
+        "task_publish_retry_policy": {
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.4,
+        },
+        "redis_socket_connect_timeout": 2.0,
+        "redis_socket_timeout": 10.0,
+        "result_backend_transport_options": {
+            "retry_policy": {
+                "max_retries": 3,
+                "interval_start": 0,
+                "interval_step": 0.2,
+                "interval_max": 0.5,
+            }
+        },
+        "beat_schedule": {
+            SYNC_SCHEDULE_ENTRY: {
+                "task": SYNC_TASK,
+                "schedule": parse_sync_schedule(settings.sync_schedule),
+                "kwargs": {"full": False},
+            }
+        },
+    }
+
+
+def create_celery_app(settings: Settings) -> ContactBookCelery:
+    """A Celery app with Contact Book's configuration, tasks and beat schedule.
+
+    Raises InvalidSchedule for a bad SYNC_SCHEDULE, so every process refuses to start
+    with the same message rather than beat alone failing at midnight.
+    """
+    app = ContactBookCelery(settings)
+    app.conf.update(celery_config(settings))
+    _register_tasks(app)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    # `celery_app` is built on first use, from the environment as it is by then (the CLI
+    # exports embedded servers' URLs first), not when this module is imported.
+    if name == "celery_app":
+        global celery_app
+        celery_app = create_celery_app(get_settings())
+        return celery_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# --------------------------------------------------------------------------- the tasks
+
+
+def _register_tasks(app: ContactBookCelery) -> None:
+    retrying = {
+        "autoretry_for": TRANSIENT_ERRORS,
+        "max_retries": 3,
+        "retry_backoff": True,
+        "retry_backoff_max": 30,
+        "retry_jitter": True,
+    }
+
+    # resultrepr_maxsize: the worker logs a repr of each result; keep contacts out of logs.
+    @app.task(
+        name=SEARCH_TASK,
+        bind=True,
+        soft_time_limit=30,
+        time_limit=40,
+        resultrepr_maxsize=80,
+        **retrying,
+    )
+    def search(self, text: str, limit: int = 20, offset: int = 0) -> list[dict]:
+        """The v1 search, on a worker: returns exactly v1's JSON list."""
+        with self.app.search_connection() as conn:
+            return search_hits(conn, text, limit=limit, offset=offset)
+
+    @app.task(name=IMPORT_TASK, bind=True, **retrying)
+    def import_csv_file(
+        self,
+        path: str,
+        source: str | None = None,
+        only_if_empty: bool = False,
+        remove_after: bool = False,
+    ) -> dict:
+        """Import a CSV file: the start-up import (only_if_empty) or an upload (remove_after)."""
+        return import_file(
+            self.app.settings,
+            Path(path),
+            source=source,
+            only_if_empty=only_if_empty,
+            remove_after=remove_after,
+        )
+
+    @app.task(name=SYNC_TASK, bind=True)
+    def sync_contacts(self, full: bool = False) -> dict:
+        """Sync from Nimble; skipped (not failed) without a key or while another sync runs."""
+        return run_sync_task(self.app.settings, full=full)
+
+
+def search_hits(conn: psycopg.Connection, text: str, *, limit: int, offset: int) -> list[dict]:
+    """`search_contacts`, serialised the way v1 and `contactbook search --json` answer."""
+    from contactbook.contacts.schemas import SearchHit
+    from contactbook.contacts.search import search_contacts
+
+    page = search_contacts(conn, text, limit=limit, offset=offset)
+    return [SearchHit.model_validate(hit).model_dump(mode="json") for hit in page.contacts]
+
+
+def uploads_dir(settings: Settings) -> Path:
+    """Where the API keeps uploaded CSV files until a worker has imported them."""
+    return settings.contactbook_home.expanduser().resolve() / "uploads"
+
+
+def import_file(
+    settings: Settings,
+    path: Path,
+    *,
+    source: str | None,
+    only_if_empty: bool,
+    remove_after: bool,
+) -> dict:
+    """Run the one import pipeline; remove an upload once it is imported (or unusable)."""
+    from contactbook.contacts.importer import UnusableCsvError, import_csv
+
+    is_upload = remove_after and path.resolve().parent == uploads_dir(settings)
+    if is_upload and not path.exists():
+        # Delivered twice (acks_late): the first delivery imported and removed it.
+        log.info("upload %s is gone: already imported", path.name)
+        return {"source": source or path.name, "performed": False, "reason": "already imported"}
+    try:
+        summary = import_csv(
+            settings.database_url, path, source=source, only_if_empty=only_if_empty
+        )
+    except UnusableCsvError:
+        if is_upload:
+            path.unlink(missing_ok=True)  # retrying cannot make it usable
+        raise
+    if is_upload:
+        path.unlink(missing_ok=True)
+    return summary.as_dict()
+
+
+def run_sync_task(settings: Settings, *, full: bool) -> dict:
+    """One sync run, or a skip with one clear log line saying why."""
+    if settings.nimble_api_key is None:
+        log.warning("sync skipped: NIMBLE_API_KEY is not set")
+        return {"status": "skipped", "reason": "NIMBLE_API_KEY is not set"}
+    from contactbook.nimble.sync import SyncAlreadyRunning, SyncSkipped, run_sync
+
+    try:
+        summary = run_sync(settings, full=full)
+    except SyncAlreadyRunning as error:
+        log.warning("sync skipped: another sync is running (%s)", error)
+        return {"status": "skipped", "reason": "another sync is running"}
+    except SyncSkipped as error:
+        log.warning("sync skipped: %s", error)
+        return {"status": "skipped", "reason": str(error)}
+    return {"status": "succeeded", **summary.as_dict()}
+
+
+# --------------------------------------------------------------------------- for the API
+
+
+def submit(app: Celery, task_name: str, *, kind: str, **kwargs: Any) -> str:
+    """Queue a task and remember its id (as `kind`) for as long as its result is kept.
+
+    Raises BrokerUnavailable, with a message for the API client, when the broker or the
+    result backend cannot be reached.
+    """
+    task_id = str(uuid.uuid4())
+    try:
+        # Remember first: a worker may finish before send_task returns.
+        app.backend.set(_ISSUED_KEY.format(task_id=task_id), kind)
+        app.send_task(task_name, kwargs=kwargs, task_id=task_id)
+    except (KombuError, BrokerOperationalError, OSError, *_backend_errors(app)) as error:
+        log.warning("could not queue %s: %s", task_name, error)
+        raise BrokerUnavailable("the task queue is not reachable: try again in a moment") from error
+    return task_id
+
+
+def issued_kind(app: Celery, task_id: str) -> str | None:
+    """The kind a task id was issued as, or None when this service never issued it."""
+    try:
+        value = app.backend.get(_ISSUED_KEY.format(task_id=task_id))
+    except (OSError, *_backend_errors(app)) as error:
+        raise BrokerUnavailable("the result store is not reachable: try again") from error
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+#: What the API shows for Celery's states (the contract names four).
+_SHOWN_STATE = {
+    states.PENDING: "PENDING",
+    states.RECEIVED: "PENDING",
+    states.RETRY: "PENDING",  # it failed for a moment and will run again
+    states.STARTED: "STARTED",
+    states.SUCCESS: "SUCCESS",
+    states.FAILURE: "FAILURE",
+    states.REVOKED: "FAILURE",
+    states.REJECTED: "FAILURE",
+}
+
+
+def task_status(app: Celery, task_id: str) -> dict:
+    """`{task_id, status, result, error}` for an issued task id."""
+    result = AsyncResult(task_id, app=app)
+    try:
+        state = result.state
+        outcome = result.result if state in states.READY_STATES else None
+    except (OSError, *_backend_errors(app)) as error:
+        raise BrokerUnavailable("the result store is not reachable: try again") from error
+    shown = _SHOWN_STATE.get(state, "PENDING")
+    if shown == "FAILURE":
+        error_text = (
+            f"{type(outcome).__name__}: {outcome}"
+            if isinstance(outcome, BaseException)
+            else f"task {state.lower()}"
+        )
+        return {"task_id": task_id, "status": shown, "result": None, "error": error_text}
+    return {
+        "task_id": task_id,
+        "status": shown,
+        "result": outcome if shown == "SUCCESS" else None,
+        "error": None,
+    }
+
+
+def broker_reachable(app: Celery, *, timeout: float = 2.0) -> bool:
+    """Whether a connection to the broker can be made now."""
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=timeout)
+        return True
+    except Exception:  # any failure means "not reachable"; readiness says so
+        return False
+
+
+def worker_answers(app: Celery, *, timeout: float = 1.0) -> bool:
+    """Whether at least one worker answers a ping within `timeout` seconds."""
+    try:
+        return bool(app.control.ping(timeout=timeout, limit=1))
+    except Exception:  # a broker failure shows in the broker check
+        return False
+
+
+def _backend_errors(app: Celery) -> tuple[type[BaseException], ...]:
+    errors = getattr(app.backend, "connection_errors", ())
+    return tuple(errors) if errors else ()
+
+
+__all__ = [
+    "BrokerUnavailable",
+    "ContactBookCelery",
+    "InvalidSchedule",
+    "create_celery_app",
+    "parse_sync_schedule",
+    "submit",
+    "task_status",
+]
