@@ -197,7 +197,9 @@
     return item;
   }
 
-  function setStatus(text) {
+  /** Announce `text`; `visible: false` when a state box on screen already says it. */
+  function setStatus(text, { visible = true } = {}) {
+    el.status.classList.toggle("visually-hidden", !visible);
     // Re-setting the same text is not announced again; that is what we want.
     if (el.status.textContent !== text) el.status.textContent = text;
   }
@@ -384,7 +386,7 @@
   }
 
   function showNoResults(text) {
-    setStatus("No contacts found");
+    setStatus("No contacts found", { visible: false });
     const words = text.split(/\s+/).filter(Boolean);
     const actions = [];
     if (words.length > 1) {
@@ -461,7 +463,7 @@
     const message = error instanceof ApiError ? error.message : "Something went wrong.";
     const retryable = !(error instanceof ApiError) || error.status === 0 || error.status >= 500;
     const title = error instanceof ApiError && error.status === 422 ? "That search can't be run" : "Search failed";
-    setStatus(`${title}. ${message}`);
+    if (!keepResults) setStatus(""); // the box below is a role=alert: it is announced itself
     const actions = retryable
       ? [button("Retry", () => retry(), "primary")]
       : [];
@@ -681,14 +683,19 @@
   }
 
   let lastOpenedId = null;
+  let previousView = null;
+  let openedFromSearch = false; // then "back" is a real history step, not a new entry
 
   function route() {
     const r = currentRoute();
     if (r.view === "detail") {
+      openedFromSearch = previousView === "search";
+      previousView = "detail";
       lastOpenedId = r.id;
       showDetail(r.id);
       return;
     }
+    previousView = "search";
     if (detailController) detailController.abort();
     document.title = "Contact Book";
     el.detailView.hidden = true;
@@ -797,7 +804,8 @@
   }
 
   function goBack() {
-    location.hash = search.text ? queryHash(search.text) : "#/";
+    if (openedFromSearch) history.back();
+    else location.hash = search.text ? queryHash(search.text) : "#/";
   }
 
   /* ------------------------------------------------------------------ start */
