@@ -178,13 +178,16 @@ def test_only_if_empty_imports_exactly_once_when_started_together(conn, db_url, 
     assert conn.execute("SELECT count(*) AS n FROM contacts").fetchone()["n"] == 500
 
 
-def test_rows_without_email_link_by_name(conn, db_url, write_csv):
+def test_rows_without_email_link_by_names_and_bio(conn, db_url, write_csv):
     import_csv(db_url, write_csv(HEADER + "Bo,Ng,,Support\n"))
 
-    summary = import_csv(db_url, write_csv(HEADER + "BO,NG,,Support lead\n"))
+    same = import_csv(db_url, write_csv(HEADER + "BO,NG,,Support\n"))
+    namesake = import_csv(db_url, write_csv(HEADER + "Bo,Ng,,Field engineer\n"))
 
-    assert (summary.inserted, summary.updated) == (0, 1)
-    assert people(conn) == [("BO", "NG", None, "Support lead")]
+    assert (same.inserted, same.updated) == (0, 1)
+    # Another person with the same name is never merged into the first.
+    assert namesake.inserted == 1
+    assert people(conn) == [("BO", "NG", None, "Support"), ("Bo", "Ng", None, "Field engineer")]
 
 
 def test_a_soft_deleted_contact_is_not_revived_by_its_email(conn, db_url, write_csv):

@@ -34,8 +34,9 @@ CREATE FUNCTION contactbook_email_terms(email text) RETURNS text
         regexp_replace(split_part(lower(email), '@', 2), '\.[^.]+$', '')
     );
 
--- Two rows are the same person when their emails match case-insensitively, or, without
--- an email, when their names match (and their bios, for rows with no name either).
+-- Two rows are the same person when their emails match case-insensitively. Without an
+-- email, only a row with the same names (any case) and the same bio is the same person:
+-- two different people may share a name, and an import must never merge them.
 -- Plain equality on this key lets PostgreSQL hash-join large imports.
 CREATE FUNCTION contactbook_person_key(
     email text, first_name text, last_name text, description text
@@ -44,8 +45,7 @@ CREATE FUNCTION contactbook_person_key(
     RETURN CASE
         WHEN email IS NOT NULL THEN 'e:' || lower(email)
         ELSE 'n:' || coalesce(lower(first_name), '') || '|' || coalesce(lower(last_name), '')
-            || '|' || CASE WHEN first_name IS NULL AND last_name IS NULL
-                           THEN coalesce(description, '') ELSE '' END
+            || '|' || coalesce(description, '')
     END;
 
 CREATE TABLE contacts (
