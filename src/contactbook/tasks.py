@@ -214,6 +214,8 @@ def __getattr__(name: str) -> Any:
 
 
 def _register_tasks(app: ContactBookCelery) -> None:
+    # shared=False: each app gets its own tasks, bound to its own settings (Celery would
+    # otherwise copy every task into every app created later in the process).
     retrying = {
         "autoretry_for": TRANSIENT_ERRORS,
         "max_retries": 3,
@@ -226,6 +228,7 @@ def _register_tasks(app: ContactBookCelery) -> None:
     @app.task(
         name=SEARCH_TASK,
         bind=True,
+        shared=False,
         soft_time_limit=30,
         time_limit=40,
         resultrepr_maxsize=80,
@@ -236,7 +239,7 @@ def _register_tasks(app: ContactBookCelery) -> None:
         with self.app.search_connection() as conn:
             return search_hits(conn, text, limit=limit, offset=offset)
 
-    @app.task(name=IMPORT_TASK, bind=True, **retrying)
+    @app.task(name=IMPORT_TASK, bind=True, shared=False, **retrying)
     def import_csv_file(
         self,
         path: str,
@@ -253,7 +256,7 @@ def _register_tasks(app: ContactBookCelery) -> None:
             remove_after=remove_after,
         )
 
-    @app.task(name=SYNC_TASK, bind=True)
+    @app.task(name=SYNC_TASK, bind=True, shared=False)
     def sync_contacts(self, full: bool = False) -> dict:
         """Sync from Nimble; skipped (not failed) without a key or while another sync runs."""
         return run_sync_task(self.app.settings, full=full)
