@@ -275,6 +275,7 @@
   const search = {
     text: "", // the text whose results are on screen (or being fetched)
     results: [],
+    fetched: 0, // rows the server has sent for this text: the next page's offset
     total: 0,
     seq: 0, // bumped for every request; an answer for an older number is dropped
     controller: null,
@@ -329,10 +330,19 @@
       const page = Array.isArray(body) ? body : [];
       const headerTotal = Number.parseInt(headers.get("X-Total-Count") || "", 10);
       for (const contact of page) contactCache.set(String(contact.id), contact);
-      search.results = append ? search.results.concat(page) : page;
-      search.total = Number.isFinite(headerTotal) ? headerTotal : search.results.length;
+      if (append) {
+        // Rows shift when contacts change between pages; never show one twice.
+        const shown = new Set(search.results.map((contact) => String(contact.id)));
+        search.results = search.results.concat(page.filter((c) => !shown.has(String(c.id))));
+        search.fetched = offset + page.length;
+      } else {
+        search.results = page;
+        search.fetched = page.length;
+      }
+      search.total = Number.isFinite(headerTotal) ? headerTotal : search.fetched;
+      const appendedFrom = append ? el.results.children.length : null;
       setLoading(false);
-      showResults({ appendedFrom: append ? offset : null });
+      showResults({ appendedFrom });
     } catch (error) {
       if (error.name === "AbortError" || seq !== search.seq) return;
       setLoading(false);
@@ -369,7 +379,8 @@
     }
     el.results.hidden = false;
     const shown = results.length;
-    const remaining = Math.max(0, total - shown);
+    // An empty page means the total was stale: stop offering more.
+    const remaining = appendedFrom === results.length ? 0 : Math.max(0, total - search.fetched);
     el.more.hidden = remaining === 0;
     el.more.textContent = `More results (${numberFormat.format(remaining)} left)`;
     const noun = total === 1 ? "contact" : "contacts";
@@ -380,8 +391,8 @@
     );
     if (appendedFrom !== null) {
       // Keep keyboard users where the new results begin.
-      const first = el.results.children[appendedFrom];
-      if (first) first.querySelector(".result-name").focus();
+      const target = el.results.children[appendedFrom] || el.results.lastElementChild;
+      target.querySelector(".result-name").focus();
     }
   }
 
@@ -416,6 +427,7 @@
     el.results.hidden = true;
     el.more.hidden = true;
     search.results = [];
+    search.fetched = 0;
     search.total = 0;
     const lines = [];
     if (stats) {
@@ -484,7 +496,7 @@
     if (search.loadingMore || !search.text) return;
     search.loadingMore = true;
     el.more.disabled = true;
-    runSearch(search.text, { offset: search.results.length });
+    runSearch(search.text, { offset: search.fetched });
   }
 
   /* ----------------------------------------------------------------- token */
