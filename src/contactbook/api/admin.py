@@ -184,7 +184,7 @@ def _check_usable(path: Path, original_name: str) -> None:
 
 def _too_large(limit: int) -> HTTPException:
     return HTTPException(
-        status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        status.HTTP_413_CONTENT_TOO_LARGE,
         f"the file is larger than {limit} bytes (MAX_UPLOAD_BYTES); "
         "import it with `contactbook import PATH` instead",
     )

@@ -1,0 +1,247 @@
+"""Admin endpoints over loopback: sync trigger and runs, CSV uploads, task status, auth."""
+
+from __future__ import annotations
+
+import httpx
+import psycopg
+import pytest
+from celery_fixtures import (  # noqa: F401  (fixtures, by name)
+    CELERY_WARNINGS,
+    admin_headers,
+    celery_api,
+    celery_worker,
+    wait_for_task,
+    worker_home,
+    worker_settings,
+)
+
+from contactbook import tasks
+
+pytestmark = CELERY_WARNINGS
+
+PEOPLE = (
+    "First Name,Last Name,Email,Description\n"
+    "Grace,Hopper,grace@navy.example,Wrote the first compiler\n"
+    "Edsger,Dijkstra,ewd@tue.example,Shortest paths\n"
+    "Barbara,Liskov,liskov@mit.example,Substitution\n"
+)
+
+ADMIN_ROUTES = [
+    ("POST", "/api/v1/sync"),
+    ("GET", "/api/v1/sync/runs"),
+    ("POST", "/api/v1/imports"),
+    ("GET", "/api/v1/tasks/some-id"),
+]
+
+
+@pytest.fixture
+def api(celery_worker, celery_api, db_url) -> httpx.Client:  # noqa: F811
+    with httpx.Client(base_url=celery_api(), headers=admin_headers(), timeout=10) as client:
+        yield client
+
+
+def uploads(worker_settings) -> list[str]:  # noqa: F811
+    folder = tasks.uploads_dir(worker_settings)
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def task_outcome(api: httpx.Client, task_id: str) -> dict:
+    return wait_for_task(f"{api.base_url}/api/v1/tasks/{task_id}", headers=admin_headers())
+
+
+# --------------------------------------------------------------------------- auth
+
+
+@pytest.mark.parametrize(("method", "path"), ADMIN_ROUTES)
+def test_admin_routes_need_the_admin_token(celery_api, method, path):  # noqa: F811
+    url = celery_api()
+
+    missing = httpx.request(method, url + path)
+    wrong = httpx.request(method, url + path, headers=admin_headers("not-the-token"))
+
+    assert missing.status_code == 401
+    assert missing.headers["WWW-Authenticate"] == "Bearer"
+    assert wrong.status_code == 403
+
+
+@pytest.mark.parametrize(("method", "path"), ADMIN_ROUTES)
+def test_admin_routes_are_closed_when_no_admin_token_is_configured(celery_api, method, path):  # noqa: F811
+    url = celery_api(contactbook_admin_token=None)
+
+    response = httpx.request(method, url + path, headers=admin_headers())
+
+    assert response.status_code == 403
+    assert "CONTACTBOOK_ADMIN_TOKEN" in response.json()["detail"]
+
+
+def test_a_read_token_is_not_an_admin_token(celery_api):  # noqa: F811
+    url = celery_api(contactbook_api_tokens="reader")
+
+    response = httpx.post(f"{url}/api/v1/sync", headers=admin_headers("reader"))
+
+    assert response.status_code == 403
+
+
+# --------------------------------------------------------------------------- sync
+
+
+def test_sync_trigger_queues_a_sync_on_the_worker(api):
+    response = api.post("/api/v1/sync", params={"full": "true"})
+
+    assert response.status_code == 202
+    outcome = task_outcome(api, response.json()["task_id"])
+    # The test worker has no NIMBLE_API_KEY: the sync is skipped, not failed.
+    assert outcome["status"] == "SUCCESS"
+    assert outcome["kind"] == "sync"
+    assert outcome["result"] == {"status": "skipped", "reason": "NIMBLE_API_KEY is not set"}
+
+
+def test_sync_runs_lists_recent_runs_newest_first_with_figures_and_errors(api, db_url):
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO sync_runs (mode, started_at, finished_at, status, fetched, inserted)"
+            " VALUES ('full', now() - interval '2 days', now() - interval '2 days',"
+            " 'succeeded', 10, 10)"
+        )
+        conn.execute(
+            "INSERT INTO sync_runs (mode, started_at, finished_at, status, error)"
+            " VALUES ('incremental', now() - interval '1 day', now() - interval '1 day',"
+            " 'failed', 'Nimble refused the key')"
+        )
+
+    runs = api.get("/api/v1/sync/runs").json()
+    one = api.get("/api/v1/sync/runs", params={"limit": 1}).json()
+
+    assert [(r["mode"], r["status"], r["error"]) for r in runs] == [
+        ("incremental", "failed", "Nimble refused the key"),
+        ("full", "succeeded", None),
+    ]
+    assert (runs[1]["fetched"], runs[1]["inserted"], runs[1]["removed"]) == (10, 10, 0)
+    assert [r["id"] for r in one] == [runs[0]["id"]]
+
+
+# --------------------------------------------------------------------------- imports
+
+
+def test_an_uploaded_csv_is_imported_by_the_worker_and_then_removed(api, db_url, worker_settings):  # noqa: F811
+    response = api.post(
+        "/api/v1/imports", files={"file": ("people.csv", PEOPLE.encode(), "text/csv")}
+    )
+
+    assert response.status_code == 202
+    outcome = task_outcome(api, response.json()["task_id"])
+    assert outcome["status"] == "SUCCESS", outcome
+    assert outcome["kind"] == "import"
+    assert (outcome["result"]["rows_read"], outcome["result"]["inserted"]) == (3, 3)
+    assert outcome["result"]["source"] == "upload of people.csv"
+    assert api.get("/api/v1/search", params={"text": "Grace Hopper"}).json()[0]["email"] == (
+        "grace@navy.example"
+    )
+    assert uploads(worker_settings) == []
+
+
+def test_a_raw_csv_body_is_accepted_too(api, worker_settings):  # noqa: F811
+    response = api.post(
+        "/api/v1/imports", content=PEOPLE.encode(), headers={"Content-Type": "text/csv"}
+    )
+
+    outcome = task_outcome(api, response.json()["task_id"])
+    assert outcome["result"]["inserted"] == 3
+    assert uploads(worker_settings) == []
+
+
+def test_an_import_task_id_is_not_a_search_task_id(api):
+    response = api.post("/api/v1/imports", files={"file": ("p.csv", PEOPLE.encode())})
+    task_id = response.json()["task_id"]
+    task_outcome(api, task_id)
+
+    assert api.get(f"/api/v2/search/status/{task_id}").status_code == 404
+
+
+def test_an_upload_over_the_limit_is_413_by_its_content_length(celery_api, worker_settings):  # noqa: F811
+    url = celery_api(max_upload_bytes=1000)
+    body = b"First Name,Email\n" + b"x,x@example.com\n" * 20_000  # ~320 kB
+
+    response = httpx.post(
+        f"{url}/api/v1/imports",
+        files={"file": ("big.csv", body, "text/csv")},
+        headers=admin_headers(),
+    )
+
+    assert response.status_code == 413
+    assert "1000 bytes" in response.json()["detail"]
+    assert uploads(worker_settings) == []
+
+
+@pytest.mark.parametrize("as_form", [True, False])
+def test_a_streamed_upload_is_cut_off_at_the_limit(celery_api, worker_settings, as_form):  # noqa: F811
+    url = celery_api(max_upload_bytes=1000)
+    csv_bytes = b"First Name,Email\n" + b"x,x@example.com\n" * 300  # ~4.8 kB, no length
+    boundary = "contactbook-test-boundary"
+    if as_form:
+        body = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                f'filename="big.csv"\r\nContent-Type: text/csv\r\n\r\n'
+            ).encode()
+            + csv_bytes
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        content_type = f"multipart/form-data; boundary={boundary}"
+    else:
+        body, content_type = csv_bytes, "text/csv"
+
+    def chunks():
+        for start in range(0, len(body), 512):
+            yield body[start : start + 512]
+
+    response = httpx.post(
+        f"{url}/api/v1/imports",
+        content=chunks(),  # chunked: the server cannot know the size up front
+        headers={**admin_headers(), "Content-Type": content_type},
+    )
+
+    assert response.status_code == 413
+    assert uploads(worker_settings) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (b"", "empty"),
+        (b"\x00\x01\x02\xff\xfe binary", ""),
+    ],
+)
+def test_an_unusable_upload_is_422_at_once(api, worker_settings, content, fragment):  # noqa: F811
+    response = api.post("/api/v1/imports", files={"file": ("bad.csv", content, "text/csv")})
+
+    assert response.status_code == 422
+    assert fragment in response.json()["detail"].lower()
+    assert "nothing was imported" in response.json()["detail"]
+    assert uploads(worker_settings) == []
+
+
+def test_a_form_without_a_file_is_422(api):
+    response = api.post("/api/v1/imports", files={"note": (None, "no file here")})
+
+    assert response.status_code == 422
+    assert "no file" in response.json()["detail"]
+
+
+def test_an_upload_that_is_neither_a_form_nor_csv_is_415(api):
+    response = api.post("/api/v1/imports", json={"rows": []})
+
+    assert response.status_code == 415
+
+
+def test_unknown_task_id_is_404(api):
+    assert api.get("/api/v1/tasks/never-issued").status_code == 404
+
+
+def test_admin_token_check_happens_before_the_upload_is_read(celery_api, worker_settings):  # noqa: F811
+    url = celery_api(max_upload_bytes=10**9)
+
+    response = httpx.post(f"{url}/api/v1/imports", files={"file": ("p.csv", PEOPLE.encode())})
+
+    assert response.status_code == 401
+    assert uploads(worker_settings) == []
