@@ -6,17 +6,22 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import json
 import re
 import shlex
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from prometheus_client.parser import text_string_to_metric_families
+from support import free_port
 
 from contactbook.config import Settings
 
@@ -321,3 +326,177 @@ def test_env_example_lists_every_setting() -> None:
     assert not missing, f".env.example lacks {sorted(missing)}"
     compose_variables = set(re.findall(r"(?<!\$)\$\{([A-Z_]+)", COMPOSE.read_text()))
     assert compose_variables <= listed | {"DATABASE_URL", "REDIS_URL"}
+
+
+# --- the roles, started as compose starts them -------------------------------------------------
+
+LOG_FIELDS = {"time", "level", "logger", "message", "process", "pid", "request_id", "task_id"}
+ADMIN_TOKEN = "e2e-admin-token-7c1d"
+UPLOAD = "first name,last name,email\nAda,Lovelace,ada@example.com\nAlan,Turing,alan@example.com\n"
+
+
+def healthcheck_wired() -> bool:
+    return cli_exists() and cli_help("healthcheck").returncode == 0
+
+
+def wait_until(check, *, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        outcome = check()
+        if outcome:
+            return outcome
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+def metric_samples(text: str) -> dict[tuple[str, frozenset], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not healthcheck_wired(), reason="`contactbook healthcheck` is not wired yet")
+def test_the_roles_compose_runs_are_healthy_log_json_and_expose_metrics(
+    services: dict, cli_env: dict, redis_url: str, tmp_path: Path
+) -> None:
+    """api (two uvicorn workers), worker and beat through the real entry point, with the
+    environment compose gives them; then a search, an upload import and a sync."""
+    from nimble_fixtures import API_KEY, people, simulator_server
+
+    port = free_port()
+    env = {
+        **cli_env,
+        "REDIS_URL": redis_url,
+        "LOG_LEVEL": "INFO",
+        "CONTACTBOOK_ADMIN_TOKEN": ADMIN_TOKEN,
+        "CONTACTBOOK_CSV": str(ROOT / "tests" / "data" / "empty.csv"),
+        "NIMBLE_API_KEY": API_KEY,
+    }
+    api_argv = contactbook_argv(services["api"])
+    api_argv[api_argv.index("--host") + 1] = "127.0.0.1"
+    api_argv[api_argv.index("--port") + 1] = str(port)
+    commands = {
+        "api": api_argv,
+        "worker": contactbook_argv(services["worker"]),
+        "beat": contactbook_argv(services["beat"]),
+    }
+    base = f"http://127.0.0.1:{port}"
+    healthchecks = {
+        "api": ["healthcheck", "api", "--url", f"{base}/readyz"],
+        "worker": ["healthcheck", "worker"],
+        "beat": ["healthcheck", "beat"],
+    }
+    logs = {role: tmp_path / f"{role}.log" for role in commands}
+    processes: dict[str, subprocess.Popen] = {}
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    with simulator_server() as simulator:
+        simulator.reset(people(30))
+        env["NIMBLE_API_URL"] = simulator.url
+        try:
+            for role, argv in commands.items():
+                with logs[role].open("wb") as log_file:
+                    processes[role] = subprocess.Popen(
+                        [str(ENTRY_POINT), *argv], env=env, cwd=tmp_path,
+                        stdout=log_file, stderr=subprocess.STDOUT,
+                    )  # fmt: skip
+
+            def healthy(role: str) -> bool:
+                assert processes[role].poll() is None, f"{role} exited: {logs[role].read_text()}"
+                result = subprocess.run(
+                    [str(ENTRY_POINT), *healthchecks[role]],
+                    env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                )  # fmt: skip
+                assert result.stdout.startswith(("healthy: ", "unhealthy: ")), result.stderr
+                return result.returncode == 0
+
+            for role in commands:
+                wait_until(lambda role=role: healthy(role), timeout=120, what=f"{role} healthy")
+
+            with httpx.Client(base_url=base, timeout=30) as http:
+                found = http.get(
+                    "/api/v1/search", params={"text": "anything"}, headers={"X-Request-ID": "e2e-1"}
+                )
+                assert found.status_code == 200 and found.headers["X-Request-ID"] == "e2e-1"
+                upload = http.post(
+                    "/api/v1/imports",
+                    content=UPLOAD.encode(),
+                    headers={**admin, "Content-Type": "text/csv"},
+                )
+                sync = http.post("/api/v1/sync", params={"full": "true"}, headers=admin)
+                assert upload.status_code == sync.status_code == 202, (upload.text, sync.text)
+                task_ids = {"import": upload.json()["task_id"], "sync": sync.json()["task_id"]}
+                for kind, task_id in task_ids.items():
+                    wait_until(
+                        lambda task_id=task_id: (
+                            http.get(f"/api/v1/tasks/{task_id}", headers=admin).json()["status"]
+                            in ("SUCCESS", "FAILURE")
+                        ),
+                        timeout=60,
+                        what=f"the {kind} task",
+                    )
+                    status = http.get(f"/api/v1/tasks/{task_id}", headers=admin).json()
+                    assert status["status"] == "SUCCESS", status
+                exposition = http.get("/metrics")
+            assert exposition.status_code == 200
+        finally:
+            for process in processes.values():
+                if process.poll() is None:
+                    process.terminate()
+            for role, process in processes.items():
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+                    pytest.fail(f"{role} did not stop on SIGTERM")
+
+    # /metrics of the API shows the worker's tasks too (the shared multiprocess directory).
+    samples = metric_samples(exposition.text)
+    names = {name for name, _ in samples}
+    for family in (
+        "contactbook_http_requests_total",
+        "contactbook_http_request_duration_seconds_bucket",
+        "contactbook_search_results_count",
+        "contactbook_sync_runs_total",
+        "contactbook_sync_last_success_timestamp_seconds",
+        "contactbook_sync_last_run_contacts",
+        "contactbook_import_rows_total",
+        "contactbook_celery_tasks_total",
+        "contactbook_celery_task_duration_seconds_count",
+    ):
+        assert family in names, f"/metrics lacks {family}"
+    route = frozenset({("method", "GET"), ("route", "/api/v1/search"), ("status", "200")})
+    assert samples[("contactbook_http_requests_total", route)] >= 1
+    assert samples[("contactbook_sync_runs_total", frozenset({("status", "success")}))] >= 1
+    fetched = ("contactbook_sync_last_run_contacts", frozenset({("figure", "fetched")}))
+    assert samples[fetched] == 30
+    assert samples[("contactbook_import_rows_total", frozenset({("outcome", "read")}))] >= 2
+    succeeded_tasks = {
+        dict(labels)["task"]
+        for (name, labels), count in samples.items()
+        if name == "contactbook_celery_tasks_total" and dict(labels)["state"] == "SUCCESS"
+    }
+    assert {"contactbook.import_csv_file", "contactbook.sync_contacts"} <= succeeded_tasks
+
+    # Every line each process wrote is one JSON object with the fields, and no secret.
+    for role, path in logs.items():
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        assert lines, f"{role} wrote nothing"
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                pytest.fail(f"{role} wrote a line that is not JSON: {line!r}")
+            assert set(record) >= LOG_FIELDS, f"{role}: {line}"
+            assert record["process"] == role, line
+        text = path.read_text()
+        assert ADMIN_TOKEN not in text and API_KEY not in text, f"{role} logged a secret"
+    api_lines = [json.loads(line) for line in logs["api"].read_text().splitlines()]
+    access = [r for r in api_lines if r["logger"] == "contactbook.access"]
+    assert any(r["request_id"] == "e2e-1" and r["path"] == "/api/v1/search" for r in access)
+    worker_lines = [json.loads(line) for line in logs["worker"].read_text().splitlines()]
+    assert any(r["task_id"] == task_ids["sync"] for r in worker_lines)

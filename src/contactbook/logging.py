@@ -22,6 +22,7 @@ Wiring (the CLI, the API factory and `tasks.py` call these):
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
 import logging
 import logging.config
@@ -270,6 +271,10 @@ def install_celery_logging(app: Any) -> None:
     signals.setup_logging.connect(_celery_setup_logging, weak=False, dispatch_uid=_HANDLER_NAME)
     signals.task_prerun.connect(_celery_task_started, weak=False, dispatch_uid=_HANDLER_NAME)
     signals.task_postrun.connect(_celery_task_finished, weak=False, dispatch_uid=_HANDLER_NAME)
+    signals.worker_shutting_down.connect(
+        _celery_shutting_down, weak=False, dispatch_uid=_HANDLER_NAME
+    )
+    _silence_celery_shutdown_notice()
 
 
 _task_tokens: dict[str, contextvars.Token] = {}
@@ -283,6 +288,22 @@ def _celery_setup_logging(**_: Any) -> None:
 
     settings = get_settings()
     configure_logging(settings.log_level, process="celery", secrets=settings_secrets(settings))
+
+
+def _silence_celery_shutdown_notice() -> None:
+    # On SIGTERM the worker prints "worker: Warm shutdown (MainProcess)" straight to stdout,
+    # the only line it writes outside logging; `_celery_shutting_down` logs it instead.
+    from celery.apps import worker as celery_worker
+
+    handler = celery_worker.install_worker_term_handler
+    if isinstance(handler, functools.partial) and "verbose" not in handler.keywords:
+        celery_worker.install_worker_term_handler = functools.partial(handler, verbose=False)
+
+
+def _celery_shutting_down(sig: str | None = None, how: str | None = None, **_: Any) -> None:
+    logging.getLogger("celery.worker").info(
+        "%s shutdown on %s", (how or "warm").lower(), sig, extra={"signal": sig}
+    )
 
 
 def _celery_task_started(task_id: str | None = None, **_: Any) -> None:
