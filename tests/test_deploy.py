@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -58,6 +59,10 @@ def services(compose: dict) -> dict:
 
 def cli_exists() -> bool:
     return ENTRY_POINT.exists() and importlib.util.find_spec("contactbook.cli") is not None
+
+
+def healthcheck_wired() -> bool:
+    return cli_exists() and cli_help("healthcheck").returncode == 0
 
 
 def contactbook_argv(service: dict) -> list[str]:
@@ -112,20 +117,28 @@ def test_api_listens_on_all_interfaces_with_several_workers(services: dict) -> N
     assert any(str(port).endswith(":8000") for port in services["api"]["ports"])
 
 
+def assert_cli_accepts(argv: list[str]) -> None:
+    words = subcommand_words(argv)
+    result = cli_help(*words)
+    assert result.returncode == 0, f"contactbook {' '.join(words)} --help: {result.stderr}"
+    for option in (arg for arg in argv if arg.startswith("--")):
+        assert option in result.stdout, f"contactbook {' '.join(words)} has no {option}"
+
+
 @pytest.mark.skipif(not cli_exists(), reason="the CLI (contactbook.cli) has not landed yet")
 def test_every_command_compose_runs_exists_in_the_cli(services: dict) -> None:
-    commands: list[list[str]] = []
     for name in APP_SERVICES:
-        commands.append(contactbook_argv(services[name]))
+        assert_cli_accepts(contactbook_argv(services[name]))
+
+
+@pytest.mark.skipif(not healthcheck_wired(), reason="`contactbook healthcheck` is not wired yet")
+def test_every_healthcheck_compose_runs_exists_in_the_cli(services: dict) -> None:
+    for name in APP_SERVICES:
         test = services[name]["healthcheck"]["test"]
         assert test[:2] == ["CMD", "contactbook"]
-        commands.append(test[2:])
-    for argv in commands:
-        words = subcommand_words(argv)
-        result = cli_help(*words)
-        assert result.returncode == 0, f"contactbook {' '.join(words)} --help: {result.stderr}"
-        for option in (arg for arg in argv if arg.startswith("--")):
-            assert option in result.stdout, f"contactbook {' '.join(words)} has no {option}"
+        assert_cli_accepts(test[2:])
+    dockerfile = DOCKERFILE.read_text()
+    assert 'CMD ["contactbook", "healthcheck"]' in dockerfile
 
 
 def test_every_service_has_a_real_healthcheck(services: dict) -> None:
@@ -335,10 +348,6 @@ ADMIN_TOKEN = "e2e-admin-token-7c1d"
 UPLOAD = "first name,last name,email\nAda,Lovelace,ada@example.com\nAlan,Turing,alan@example.com\n"
 
 
-def healthcheck_wired() -> bool:
-    return cli_exists() and cli_help("healthcheck").returncode == 0
-
-
 def wait_until(check, *, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while True:
@@ -500,3 +509,65 @@ def test_the_roles_compose_runs_are_healthy_log_json_and_expose_metrics(
     assert any(r["request_id"] == "e2e-1" and r["path"] == "/api/v1/search" for r in access)
     worker_lines = [json.loads(line) for line in logs["worker"].read_text().splitlines()]
     assert any(r["task_id"] == task_ids["sync"] for r in worker_lines)
+
+
+# --- the healthcheck command ------------------------------------------------------------------
+
+
+@pytest.fixture
+def probe_target() -> Iterator[str]:
+    """A tiny HTTP server: /healthz answers 200, /readyz 503."""
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+    from support import start_server
+
+    app = FastAPI()
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        return JSONResponse({"status": "not ready"}, status_code=503)
+
+    server = start_server(app)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def test_api_healthcheck_follows_the_http_answer(probe_target: str, capsys) -> None:
+    from contactbook.healthcheck import check, healthcheck
+
+    assert check("api", url=f"{probe_target}/healthz").healthy
+    not_ready = check("api", url=f"{probe_target}/readyz")
+    assert not not_ready.healthy and "503" in not_ready.detail
+    refused = check("api", url=f"http://127.0.0.1:{free_port()}/healthz", timeout=2)
+    assert not refused.healthy and "ConnectError" in refused.detail
+    assert healthcheck("api", url=f"{probe_target}/readyz") == 1
+    assert capsys.readouterr().out.startswith("unhealthy: GET ")
+
+
+def test_healthcheck_reads_the_role_and_port_from_the_running_command() -> None:
+    from contactbook.healthcheck import _local_url, _RoleProcess, role_from_argv
+
+    venv = "/opt/venv/bin"
+    argv = (f"{venv}/python", f"{venv}/contactbook", "api", "--host", "0.0.0.0", "--port", "9000")
+    assert role_from_argv(argv) == "api"
+    assert role_from_argv((f"{venv}/contactbook", "worker")) == "worker"
+    assert role_from_argv(("python", "-m", "contactbook.cli", "beat")) == "beat"
+    assert role_from_argv((f"{venv}/contactbook", "healthcheck")) is None
+    assert role_from_argv(("/usr/bin/postgres", "-D", "/data")) is None
+    assert _local_url(_RoleProcess(1, "api", argv)) == "http://127.0.0.1:9000/healthz"
+    assert _local_url(None) == "http://127.0.0.1:8000/healthz"
+    with_equals = (f"{venv}/contactbook", "serve", "--host=127.0.0.2", "--port=8080")
+    assert _local_url(_RoleProcess(1, "serve", with_equals)) == "http://127.0.0.2:8080/healthz"
+
+
+def test_healthcheck_refuses_an_unknown_role() -> None:
+    from contactbook.healthcheck import check
+
+    result = check("scheduler")
+    assert not result.healthy and "api, worker, beat, serve" in result.detail
