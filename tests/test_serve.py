@@ -1,0 +1,215 @@
+"""The real processes: `contactbook serve` end to end, and two APIs starting together."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from celery.signals import task_prerun
+from celery_fixtures import (  # noqa: F401  (fixtures, by name)
+    CELERY_WARNINGS,
+    celery_worker,
+    wait_until,
+    worker_home,
+    worker_settings,
+)
+from conftest import CONTACTBOOK
+from support import free_port
+
+from contactbook.embedded import EmbeddedPostgres, EmbeddedRedis
+from contactbook.tasks import IMPORT_TASK, QUEUE
+
+pytestmark = CELERY_WARNINGS
+
+SAMPLE_ROWS = 200
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie is not: it has exited and waits to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def processes_in_sessions(sessions: set[int]) -> set[int]:
+    """Every live process whose session id is one of `sessions` (children and theirs)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) in sessions and fields[0] != "Z":
+            found.add(int(entry.name))
+    return found
+
+
+def get_json(url: str) -> object | None:
+    try:
+        response = httpx.get(url, timeout=5)
+    except httpx.HTTPError:
+        return None
+    return response.json() if response.status_code == 200 else None
+
+
+def test_serve_runs_api_worker_and_beat_and_sigterm_stops_them_all(cli_env, tmp_path):
+    home = tmp_path / "serve-home"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in cli_env.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env["CONTACTBOOK_HOME"] = str(home)
+    output = tmp_path / "serve.out"
+    with output.open("wb") as out:
+        serve = subprocess.Popen(
+            [CONTACTBOOK, "serve", "--port", str(port)],
+            env=env,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        ready = wait_until(
+            lambda: (body := get_json(f"{base}/readyz")) and body["checks"]["worker"] and body,
+            timeout=120,
+            what="serve to be ready with a worker",
+        )
+        assert ready["checks"] == {"database": True, "broker": True, "worker": True}
+
+        # The start-up import ran on the worker; v1 and v2 find the same person.
+        v1 = wait_until(
+            lambda: get_json(f"{base}/api/v1/search?text=Tom%20Brooks"),
+            timeout=60,
+            what="the start-up import",
+        )
+        task_id = httpx.post(f"{base}/api/v2/search", params={"text": "Tom Brooks"}).json()[
+            "task_id"
+        ]
+        v2 = wait_until(
+            lambda: (
+                (body := get_json(f"{base}/api/v2/search/status/{task_id}"))
+                and body["status"] == "SUCCESS"
+                and body
+            ),
+            timeout=30,
+            what="the v2 search",
+        )
+        assert v2["result"] == v1
+        assert v1[0]["first_name"] == "Tom"
+
+        text = output.read_text()
+        children = {
+            name: int(pid) for name, pid in re.findall(r"started (\w+) \(pid (\d+)\)", text)
+        }
+        assert set(children) == {"api", "worker", "beat"}
+        for name in children:
+            assert (home / "logs" / f"{name}.log").exists()
+        family = processes_in_sessions(set(children.values()))  # children and their pools
+        assert set(children.values()) <= family
+        postgres, redis = EmbeddedPostgres(home / "postgres"), EmbeddedRedis(home / "redis")
+        assert postgres.is_running() and redis.is_running()
+
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=60) == 0
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
+
+    assert [pid for pid in family if alive(pid)] == []
+    assert processes_in_sessions(set(children.values())) == set()
+    assert not postgres.is_running() and not redis.is_running()
+    assert "stopped" in output.read_text()
+
+
+def test_start_up_import_runs_once_when_two_apis_start_together(
+    celery_worker,  # noqa: F811
+    cli_env,
+    redis_url,
+    db_url,
+    tmp_path,
+):
+    env = {**cli_env, "REDIS_URL": redis_url}
+    ran_on_worker = []
+
+    def record(sender=None, **kwargs):
+        if sender.name == IMPORT_TASK:
+            ran_on_worker.append(kwargs["task_id"])
+
+    task_prerun.connect(record, weak=False)
+    ports = [free_port(), free_port()]
+    logs = [tmp_path / f"api-{port}.log" for port in ports]
+    apis = []
+    for port, log in zip(ports, logs, strict=True):
+        with log.open("wb") as out:
+            apis.append(
+                subprocess.Popen(
+                    [CONTACTBOOK, "api", "--port", str(port)],
+                    env=env,
+                    cwd=tmp_path,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    try:
+        for port in ports:
+            wait_until(
+                lambda port=port: get_json(f"http://127.0.0.1:{port}/readyz"),
+                timeout=90,
+                what=f"the API on port {port}",
+            )
+
+        def settled() -> bool:
+            with psycopg.connect(db_url) as conn:
+                contacts = conn.execute("SELECT count(*) FROM contacts").fetchone()[0]
+                unfinished = conn.execute(
+                    "SELECT count(*) FROM import_runs WHERE finished_at IS NULL"
+                ).fetchone()[0]
+            queued = celery_worker.backend.client.llen(QUEUE)
+            return contacts == SAMPLE_ROWS and unfinished == 0 and queued == 0
+
+        wait_until(settled, timeout=60, what="the start-up import")
+        time.sleep(1)  # a second task, if one was queued late, would show by now
+        assert settled()
+    finally:
+        for api in apis:
+            api.terminate()
+        for api in apis:
+            api.wait(timeout=30)
+        task_prerun.disconnect(record)
+
+    with psycopg.connect(db_url) as conn:
+        performed = conn.execute("SELECT count(*) FROM import_runs WHERE rows_read > 0").fetchone()[
+            0
+        ]
+        contacts = conn.execute("SELECT count(*) FROM contacts").fetchone()[0]
+    assert performed == 1
+    assert contacts == SAMPLE_ROWS
+    assert ran_on_worker  # the import ran on the worker, not in an API process
+
+
+@pytest.mark.parametrize(
+    ("command", "example"),
+    [("worker", "contactbook worker --concurrency 4"), ("beat", "SYNC_SCHEDULE=")],
+)
+def test_worker_and_beat_have_help_with_examples(run_cli, command, example):
+    result = run_cli(command, "--help")
+
+    assert result.returncode == 0
+    assert "Example" in result.stdout
+    assert example in result.stdout
+
+
+def test_worker_concurrency_defaults_to_two(run_cli):
+    help_text = run_cli("worker", "--help").stdout
+
+    assert re.search(r"--concurrency.*?\[default: (\d+)\]", help_text, re.S).group(1) == "2"
