@@ -373,7 +373,14 @@
     }
     clearState();
     if (appendedFrom === null) {
+      const active = document.activeElement;
+      const focusedId = el.results.contains(active) ? active.dataset.id : null;
       el.results.replaceChildren(...results.map(renderResult));
+      if (focusedId) {
+        // A late answer replaced the list under a keyboard user: stay on that contact.
+        const again = el.results.querySelector(`[data-id="${CSS.escape(focusedId)}"]`);
+        (again || el.input).focus();
+      }
     } else {
       el.results.append(...results.slice(appendedFrom).map(renderResult));
     }
@@ -568,7 +575,7 @@
       const { body } = await getJson(`/api/v1/contacts/${encodeURIComponent(id)}`, controller.signal);
       if (detailController !== controller) return;
       contactCache.set(id, { ...cached, ...body, highlight: cached ? cached.highlight : undefined });
-      renderDetail(body, { focus: !cached });
+      if (!cached || !sameContact(cached, body)) renderDetail(body, { focus: !cached });
     } catch (error) {
       if (error.name === "AbortError" || detailController !== controller) return;
       if (isAuthError(error)) {
@@ -608,7 +615,15 @@
     return p;
   }
 
+  const CONTACT_FIELDS = ["id", "nimble_id", "first_name", "last_name", "email", "description"];
+
+  function sameContact(a, b) {
+    return CONTACT_FIELDS.every((key) => (a[key] ?? null) === (b[key] ?? null));
+  }
+
   function renderDetail(contact, { focus = true } = {}) {
+    // Re-rendering (fresher data arrived) must not drop the keyboard user's place.
+    const hadFocus = el.detail.contains(document.activeElement);
     const card = document.createElement("article");
     card.className = "contact-card";
 
@@ -670,7 +685,7 @@
 
     el.detail.replaceChildren(card);
     document.title = `${displayName(contact)} · Contact Book`;
-    if (focus) name.focus();
+    if (focus || hadFocus) name.focus();
   }
 
   /* ---------------------------------------------------------------- routing */
