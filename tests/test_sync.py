@@ -403,3 +403,53 @@ def test_run_sync_without_a_key_is_skipped(conn, make_settings) -> None:
     with pytest.raises(SyncSkipped, match="NIMBLE_API_KEY is not set"):
         run_sync(make_settings(nimble_api_key=None), full=True)
     assert runs(conn) == []
+
+
+@pytest.fixture
+def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Merge every few people, so a run of a few pages spans many batches."""
+    monkeypatch.setattr(sync, "BATCH_ROWS", 7)
+
+
+def test_many_batches_give_the_same_result(conn, sim: Simulator, small_batches) -> None:
+    sim.reset(people(45))
+    csv_rows = [add_csv_contact(conn, f"PERSON{i}@example.com") for i in (3, 21, 44)]
+    summary = run(conn, sim)
+    assert (summary.fetched, summary.linked, summary.inserted) == (45, 3, 42)
+    linked = conn.execute(
+        "SELECT nimble_id FROM contacts WHERE id = ANY(%s) ORDER BY id", (csv_rows,)
+    ).fetchall()
+    assert [r["nimble_id"] for r in linked] == ["p00003", "p00021", "p00044"]
+    assert conn.execute("SELECT count(*) AS n FROM contacts").fetchone()["n"] == 45
+    before = dump(conn)
+    assert run(conn, sim, full=True).unchanged == 45
+    assert dump(conn) == before
+
+
+def test_a_failure_after_merged_batches_rolls_them_back(
+    conn, sim: Simulator, pending_changes: list, small_batches
+) -> None:
+    # Pages 1-3 arrive and are merged (several batches) before page 4 fails for good.
+    sim.state.set_faults(FaultPlan().fail(4, times=None))
+    with pytest.raises(SyncError, match="page 4"):
+        run(conn, sim, full=True, per_page=10)
+    assert dump(conn) == pending_changes
+    assert runs(conn)[-1]["status"] == "failed"
+
+
+def test_a_record_seen_twice_fails_the_run(conn, sim: Simulator, pending_changes: list) -> None:
+    # A record that moves between pages while they are read arrives twice.
+    sim.state.set_faults(FaultPlan().slow(3, 0.5, times=1))
+    with sim.client(per_page=10, concurrency=1) as client:
+
+        def move_a_record() -> None:
+            time.sleep(0.25)  # page 2 is read; page 3 is being delayed
+            sim.state.delete_contact("p00000")
+            sim.state.add_contact({"id": "p00000", "first_name": "Moved"})
+
+        mover = threading.Thread(target=move_a_record)
+        mover.start()
+        with pytest.raises(SyncError, match="arrived twice"):
+            sync_contacts(conn, client, full=True)
+        mover.join()
+    assert dump(conn) == pending_changes

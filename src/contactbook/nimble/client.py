@@ -125,7 +125,8 @@ class _MalformedAnswer(ValueError):
 class NimbleClient:
     """Reads contacts from ``{base_url}/api/v1/contacts``.
 
-    ``per_page`` records per request, at most ``concurrency`` requests in flight.
+    ``per_page`` records per request, at most ``concurrency`` requests in flight and
+    at most ``prefetch`` pages (default ``4 * concurrency``) fetched ahead of the caller.
     Use it as a context manager (or call :meth:`close`) to release connections.
     """
 
@@ -138,6 +139,7 @@ class NimbleClient:
         concurrency: int = DEFAULT_CONCURRENCY,
         timeout: float | httpx.Timeout = 30.0,
         retry: RetryPolicy | None = None,
+        prefetch: int | None = None,
     ) -> None:
         if not api_key:
             raise NimbleAuthError("No Nimble API key given. Set NIMBLE_API_KEY.")
@@ -148,6 +150,9 @@ class NimbleClient:
         self.base_url = base_url.rstrip("/")
         self.per_page = per_page
         self.concurrency = concurrency
+        # Pages asked for ahead of the caller: enough to keep every worker busy while
+        # the caller writes a batch to the database, few enough to bound memory.
+        self.prefetch = max(prefetch or 4 * concurrency, concurrency)
         self.retry = retry or RetryPolicy()
         self._secret = api_key
         self._http = httpx.Client(
@@ -191,9 +196,7 @@ class NimbleClient:
         if first.pages <= 1:
             yield first
             return
-        # Two pages queued per worker keeps every worker busy while the caller is
-        # busy with a page, and still bounds how many pages sit in memory.
-        window = 2 * self.concurrency
+        window = self.prefetch
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="nimble-page")
         pending: set[Future[ContactPage]] = set()
         next_number = 2

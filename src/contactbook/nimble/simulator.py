@@ -285,14 +285,15 @@ def generate_contacts(
     *,
     csv_path: Path | None = SAMPLE_CSV,
     shared_fraction: float = 0.3,
+    company_fraction: float = 0.05,
 ) -> list[dict[str, Any]]:
     """``n`` realistic Nimble records, the same for the same ``seed``.
 
-    About 5% are companies. Up to ``shared_fraction`` of the people take their name
-    and email from the contacts CSV at ``csv_path`` (the shipped sample by default):
-    half with the same address, a quarter with it in upper case, a quarter with it as
-    their *second* address. Others have several addresses, a few lack an email, a last
-    name or a description, and names come in many scripts.
+    About ``company_fraction`` of them are companies. Up to ``shared_fraction`` of the
+    people take their name and email from the contacts CSV at ``csv_path`` (the shipped
+    sample by default): half with the same address, a quarter with it in upper case, a
+    quarter with it as their *second* address. Others have several addresses, a few
+    lack an email, a last name or a description, and names come in many scripts.
     """
     rng = random.Random(seed)
     csv_people = _csv_people(csv_path) if csv_path else []
@@ -303,7 +304,7 @@ def generate_contacts(
     for i in range(n):
         created = base + timedelta(seconds=rng.randrange(0, 365 * 86400))
         updated = created + timedelta(seconds=rng.randrange(0, 180 * 86400))
-        if rng.random() < 0.05:
+        if rng.random() < company_fraction:
             company = f"{rng.choice(_COMPANIES)} {rng.choice(('Ltd', 'Inc', 'LLC', 'Group'))}"
             resource = person_resource(
                 nimble_id=_new_id(rng),
