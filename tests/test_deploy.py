@@ -571,3 +571,52 @@ def test_healthcheck_refuses_an_unknown_role() -> None:
 
     result = check("scheduler")
     assert not result.healthy and "api, worker, beat, serve" in result.detail
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not healthcheck_wired(), reason="`contactbook healthcheck` is not wired yet")
+def test_serve_and_every_child_log_json_lines(
+    cli_env: dict, redis_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {
+        **cli_env,
+        "REDIS_URL": redis_url,
+        "CONTACTBOOK_CSV": str(ROOT / "tests" / "data" / "empty.csv"),
+    }
+    home = Path(env["CONTACTBOOK_HOME"])
+    output = tmp_path / "serve.log"
+    base = f"http://127.0.0.1:{port}"
+    with output.open("wb") as log_file:
+        serve = subprocess.Popen(
+            [str(ENTRY_POINT), "serve", "--port", str(port)],
+            env=env, cwd=tmp_path, stdout=log_file, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+
+        def healthy(*words: str) -> bool:
+            assert serve.poll() is None, output.read_text()
+            result = subprocess.run(
+                [str(ENTRY_POINT), "healthcheck", *words],
+                env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            return result.returncode == 0
+
+        wait_until(lambda: healthy("serve", "--url", f"{base}/readyz"), timeout=120, what="api")
+        wait_until(lambda: healthy("worker"), timeout=60, what="the worker")
+        answer = httpx.get(f"{base}/api/v1/search", params={"text": "x"}, timeout=30)
+        assert answer.status_code == 200
+    finally:
+        serve.terminate()
+        serve.wait(timeout=60)
+    assert serve.returncode == 0, output.read_text()
+    expected = {output: "serve", **{home / "logs" / f"{r}.log": r for r in APP_SERVICES}}
+    for path, role in expected.items():
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        assert lines, f"{path.name} is empty"
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                pytest.fail(f"{path.name}: not JSON: {line!r}")
+            assert set(record) >= LOG_FIELDS and record["process"] == role, line
