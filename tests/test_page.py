@@ -60,10 +60,16 @@ def _install_chromium() -> str | None:
         return None
     if shutil.which("apt-get") is None:
         return f"{CHROMIUM} is missing and apt-get is not available to install it"
+    sudo: list[str] = []
     if os.geteuid() != 0:
-        return f"{CHROMIUM} is missing and installing it needs root (apt-get install chromium)"
+        if shutil.which("sudo") is None:
+            return f"{CHROMIUM} is missing and installing it needs root (apt-get install chromium)"
+        sudo = ["sudo", "-n", "env", "DEBIAN_FRONTEND=noninteractive"]  # CI: no password
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
+    for command in (
+        [*sudo, "apt-get", "update"],
+        [*sudo, "apt-get", "install", "-y", "--no-install-recommends", "chromium"],
+    ):
         try:
             result = subprocess.run(
                 command, env=env, capture_output=True, text=True, timeout=900, check=False
