@@ -381,3 +381,40 @@ def test_a_list_that_changes_while_paging_is_refused(sim: Simulator) -> None:
         sim.state.delete_contact("p00099")
         with pytest.raises(NimbleProtocolError, match="changed while it was being read"):
             list(pages)
+
+
+def test_simulator_runs_as_a_command_with_a_data_file(tmp_path, monkeypatch) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    records = [*people(3), person_resource(nimble_id="co", record_type="company")]
+    data = tmp_path / "nimble.json"
+    data.write_text(json.dumps(records), encoding="utf-8")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "contactbook.nimble.simulator", "--port", str(port)]
+    monkeypatch.setenv("NIMBLE_API_KEY", "command-key")
+    process = subprocess.Popen(
+        [*command, "--data", str(data)], stdout=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+    try:
+        banner = process.stdout.readline()
+        assert "3 people and 1 other records" in banner and "command-key" not in banner
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(f"{url}/_faults", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the simulator did not start"
+                time.sleep(0.1)
+        with NimbleClient(url, "command-key", retry=FAST_RETRY) as client:
+            contacts = [c for page in client.iter_pages() for c in page.contacts]
+        assert sorted(c.nimble_id for c in contacts) == ["p00000", "p00001", "p00002"]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        process.stdout.close()

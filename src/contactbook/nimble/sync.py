@@ -257,6 +257,20 @@ def sync_contacts(
     """
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         raise SyncError("sync_contacts needs a connection that is not inside a transaction")
+    try:
+        return _run(conn, client, full=full, overlap=overlap, full_after=full_after)
+    except psycopg.Error as exc:  # before the run began, or while recording its end
+        raise SyncError(_describe(exc)) from exc
+
+
+def _run(
+    conn: psycopg.Connection,
+    client: NimbleClient,
+    *,
+    full: bool,
+    overlap: timedelta,
+    full_after: timedelta | None,
+) -> SyncSummary:
     with _sync_lock(conn):
         with conn.transaction():
             conn.execute(CLOSE_ABANDONED_RUNS)
@@ -475,7 +489,10 @@ def run_sync(
                 concurrency=settings.nimble_concurrency,
             )
         )
-        conn = stack.enter_context(db.connect(url, autocommit=True))
+        try:
+            conn = stack.enter_context(db.connect(url, autocommit=True))
+        except psycopg.OperationalError as exc:
+            raise SyncError(f"cannot connect to the database: {_describe(exc)}") from exc
         return sync_contacts(conn, client, full=full)
 
 
