@@ -105,6 +105,7 @@ def test_companies_are_not_read_as_people(sim: Simulator) -> None:
     with sim.client() as client:
         assert client.get_contact("c1") is None
         assert client.get_contact("p00001").first_name == "First1"
+        assert client.get_contact("no-such-id") is None
     assert parse_resource(company) is None
     assert parse_resource({"id": "x", "fields": {}}) is not None  # no record_type: a person
 

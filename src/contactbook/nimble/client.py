@@ -240,7 +240,7 @@ class NimbleClient:
         return self._fetch_page(number, self.list_params(updated_since), threading.Event())
 
     def get_contact(self, nimble_id: str) -> RemoteContact | None:
-        """One record by id, or ``None`` if it is not a person."""
+        """One record by id, or ``None`` if there is none or it is not a person."""
 
         def parse(body: Any) -> RemoteContact | None:
             resources = body.get("resources") if isinstance(body, dict) else None
@@ -249,7 +249,9 @@ class NimbleClient:
             return parse_resource(resources[0])
 
         path = CONTACT_PATH.format(nimble_id=nimble_id)
-        return self._get(path, {"fields": ",".join(FIELDS)}, parse, threading.Event())
+        return self._get(
+            path, {"fields": ",".join(FIELDS)}, parse, threading.Event(), missing_ok=True
+        )
 
     def list_params(self, updated_since: datetime | None = None) -> dict[str, str | int]:
         """The query parameters of the listing (without ``page``)."""
@@ -278,8 +280,11 @@ class NimbleClient:
         params: dict[str, str | int],
         parse: Callable[[Any], T],
         cancel: threading.Event,
-    ) -> T:
-        """GET and parse one answer, retrying what a retry can fix."""
+        *,
+        missing_ok: bool = False,
+    ) -> T | None:
+        """GET and parse one answer, retrying what a retry can fix; ``None`` for a 404
+        when ``missing_ok``."""
         what = f"GET {path}" + (f" page {params['page']}" if "page" in params else "")
         started = time.monotonic()
         attempt = 0
@@ -305,6 +310,8 @@ class NimbleClient:
                         f"Nimble says the API quota is used up (HTTP 402"
                         f"{self._detail(response)}). Try again later or raise the quota."
                     )
+                if status == 404 and missing_ok:
+                    return None
                 if status == 429 or status >= 500:
                     problem = f"HTTP {status}{self._detail(response)}"
                     retry_after = _retry_after(response)
