@@ -301,6 +301,11 @@ def test_arrow_keys_move_through_results_enter_opens_and_escape_goes_back(
     expect(page.locator("#idle")).to_be_visible()
     expect(page.locator("#results")).to_be_hidden()
 
+    # Enter in the box opens the best match, even before its results are on screen.
+    type_search(page, "turing")
+    page.keyboard.press("Enter")
+    expect(page.locator("#detail-name")).to_have_text("Alan Turing")
+
 
 def test_a_contact_link_works_when_opened_directly(site: Site, tab: Tab) -> None:
     contact = httpx.get(site.url + "/api/v1/search", params={"text": "hopper"}).json()[0]

@@ -281,6 +281,7 @@
     controller: null,
     timer: 0,
     loadingMore: false,
+    openWhenReady: false, // Enter was pressed before the answer for the typed text came
     lastFailed: null, // () => retry the request that failed
   };
   const contactCache = new Map();
@@ -302,6 +303,7 @@
 
   function scheduleSearch() {
     clearTimeout(search.timer);
+    search.openWhenReady = false;
     const text = el.input.value.trim();
     rememberQueryInUrl(el.input.value);
     if (!text) {
@@ -343,6 +345,10 @@
       const appendedFrom = append ? el.results.children.length : null;
       setLoading(false);
       showResults({ appendedFrom });
+      if (search.openWhenReady && !append) {
+        search.openWhenReady = false;
+        if (page.length) location.hash = `#/contacts/${encodeURIComponent(page[0].id)}`;
+      }
     } catch (error) {
       if (error.name === "AbortError" || seq !== search.seq) return;
       setLoading(false);
@@ -765,16 +771,19 @@
         first.focus();
       }
     } else if (event.key === "Enter") {
+      // Enter opens the best match: now if its answer is on screen, else when it comes.
       event.preventDefault();
+      const text = el.input.value.trim();
       const first = resultLinks()[0];
-      // Enter right after typing runs the search now; with results, it opens the first one.
-      if (el.input.value.trim() !== search.text || !first || search.controller) {
-        clearTimeout(search.timer);
-        const text = el.input.value.trim();
-        if (text) runSearch(text);
-      } else {
+      if (!text) return;
+      if (text === search.text && first && !search.controller) {
         first.click();
+        return;
       }
+      const inFlight = text === search.text && search.controller;
+      clearTimeout(search.timer);
+      search.openWhenReady = true;
+      if (!inFlight) runSearch(text);
     } else if (event.key === "Escape") {
       event.preventDefault();
       if (el.input.value) {
