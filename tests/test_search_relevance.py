@@ -79,6 +79,8 @@ def search_db(database_url: str, tmp_path_factory) -> Iterator[str]:
         writer.writerows(PEOPLE)
     import_csv(url, generated)
     import_csv(url, people)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ANALYZE contacts")  # what autovacuum does after an import
     try:
         yield url
     finally:
@@ -354,13 +356,15 @@ def test_pages_follow_each_other(sconn):
     assert len(set(whole)) == 60
 
 
-def test_total_is_exact_for_small_results_and_capped_for_large_ones(sconn):
+def test_total_is_exact_for_small_results_and_estimated_for_large_ones(sconn):
     assert search_contacts(sconn, "Hendricks").total == len(names(sconn, "Hendricks"))
-    big = sconn.execute(
+    assert search_contacts(sconn, "Kovac").total == len(names(sconn, "Kovac"))
+    matching = sconn.execute(
         "SELECT count(*) AS n FROM contacts WHERE description ILIKE '%%management%%'"
     ).fetchone()["n"]
-    assert big > search_module.TOTAL_CAP
-    assert search_contacts(sconn, "management").total == search_module.TOTAL_CAP
+    assert matching > 1000
+    total = search_contacts(sconn, "management").total
+    assert abs(total - matching) < 0.25 * matching
 
 
 # --------------------------------------------------------------------------- hostile input

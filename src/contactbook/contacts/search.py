@@ -1,33 +1,38 @@
 """The one search function: used by the v1 endpoint, the v2 Celery task and the CLI.
 
-How a result is ranked (docs/search.md says the same for users): results come in
-bands, and every result of a band ranks above every result of the next one.
+How results are ranked (docs/search.md says the same for users): in bands, every
+result of a band above every result of the next.
 
-1. **Every word, exactly, in the name or email** (`name_vector`: names weight A,
-   email parts weight B). All words in the name itself rank above words split over
-   name and email or found in the email alone; then `ts_rank_cd`, then id.
-2. **Every word as a prefix** in the name or email (typeahead: "Hendr", "Dan Bro"), and
-   not in band 1. Names above emails; rows where more words are whole words first.
-3. **Every word somewhere, the bio included** (`search_vector`, the bio in the `english`
-   configuration, so "negotiating" finds "negotiation"), and not in bands 1-2. Ranked
-   with `ts_rank_cd` within the first `BIO_CANDIDATES` such rows in id order: a word
-   in a third of the bios is never scored a third of the table at a time.
-4. **Typos**, only when bands 1-3 find fewer than `FALLBACK_BELOW` contacts: each name
-   word not in the vocabulary of name words is replaced by its nearest words by
-   trigram similarity (`contact_name_words`, see migration 0002); ranked by similarity.
-5. **Some of the words**, under the same condition, for queries of several words.
+1. every word, exactly, in the name itself;
+2. every word, exactly, in the name and email (or the email alone);
+3. every word as a prefix, at least one of them whole, all in the name ("Dan Bro");
+4. the same, not all in the name;
+5. every word only as a prefix, in the name ("Dan" ranks Daniel Brooks here, below Dan
+   Brooks in band 1);
+6. the same, not all in the name (an email);
+7. every word somewhere, the bio included (the bio in the `english` configuration, so
+   "negotiating" finds "negotiation"), ranked by `ts_rank_cd` among the first
+   BIO_CANDIDATES such rows in id order;
+8. typos, only when bands 1-7 hold fewer than FALLBACK_BELOW contacts: each word that is
+   no name word is replaced by its nearest name words (trigram similarity over
+   `contact_name_words`, migration 0002), ranked by similarity to the name;
+9. some of the words, same condition, queries of several words.
 
-Within a band, candidates are the first `NAME_CANDIDATES` / `BIO_CANDIDATES` matching
-rows in id order (all of them when there are fewer, which is the case for every name
-but the most common ones), and only those are scored. The reported `rank` is the band
-plus a score in [0, 1), so it decreases down the list.
+Bands 1-6 come in id order (older contacts first), which is what makes them cheap at a
+million rows: names and emails have their own small vector (`name_vector`), a band is
+an id-index walk that stops after the page, and a name shared by 60,000 people costs
+what a rare one costs. A word in a third of the bios is never scored a third of the
+table at a time (band 7 scores at most BIO_CANDIDATES rows). The reported `rank` is
+9 - band + a score in [0, 1), so it decreases down the list.
 
-`total` (the API's `X-Total-Count`) is exact up to `TOTAL_CAP` matches; above that it
-is `TOTAL_CAP` (a lower bound), so a word in a third of a million bios is not counted.
+`total` (the API's `X-Total-Count`) is exact when the result was read to its end (every
+small result); otherwise it is PostgreSQL's estimate (EXPLAIN, from the text-search
+statistics) for the parts not read to the end: a word in 300,000 bios is not counted.
 
 The text always goes through `websearch_to_tsquery` (quoted phrases, `or`, `-word`) or,
-for the prefix and some-words queries, through `to_tsquery` as single-quoted operands
-built below, so no input can raise a syntax error or reach the SQL as SQL.
+for prefixes and "some words", through `to_tsquery` as quoted operands
+(`contactbook_tsquery_operand`), so no input raises a syntax error or reaches the SQL
+as SQL. Statements are never prepared: a generic plan cannot see how rare a word is.
 """
 
 from __future__ import annotations
@@ -43,10 +48,13 @@ MAX_TEXT_LENGTH = 200
 MAX_LIMIT = 100
 MAX_OFFSET = 10_000
 
-NAME_CANDIDATES = 2_500
+TYPO_CANDIDATES = 500
 BIO_CANDIDATES = 1_000
+SOME_WORDS_CANDIDATES = 200
+PREFIX_WALK = 200
+NAME_MATCHES = 5_000
+WALK_TIMEOUT = "250ms"
 FALLBACK_BELOW = 10
-TOTAL_CAP = 1_000
 TYPO_ALTERNATIVES = 5
 
 
@@ -78,8 +86,11 @@ def validate_search(text: str | None, limit: int, offset: int) -> str:
 # --------------------------------------------------------------------------- SQL
 
 # The queries every band uses, built once per search and passed back as tsquery text.
-# exact: names and emails (`simple`, folded); stem: the bio (`english`); prefix: every
-# word as a prefix; some_*: any one word.
+# exact: names and emails (`simple`, folded, websearch syntax); stem: the bio (`english`);
+# prefix: every word as a prefix; some_names: any one word; names: exact or prefix, for
+# name_vector; any: exact or stem, for search_vector (no prefixes: prefix scans of the
+# big bio index are what a typeahead query must not pay for). Words reach to_tsquery only as
+# quoted operands (contactbook_tsquery_operand), so they are never read as query syntax.
 PREPARE_QUERIES = """
 WITH words AS (
     SELECT (SELECT string_agg(contactbook_tsquery_operand(contactbook_fold(w)) || ':*', ' & ')
@@ -87,75 +98,92 @@ WITH words AS (
            (SELECT string_agg('!' || contactbook_tsquery_operand(contactbook_fold(w)), ' & ')
             FROM unnest(%(excluded)s::text[]) AS w) AS exclusions,
            (SELECT string_agg(contactbook_tsquery_operand(contactbook_fold(w)), ' | ')
-            FROM unnest(%(positive)s::text[]) AS w) AS some_folded,
-           (SELECT string_agg(contactbook_tsquery_operand(w), ' | ')
-            FROM unnest(%(positive)s::text[]) AS w) AS some_typed
+            FROM unnest(%(positive)s::text[]) AS w) AS some_folded
 ), q AS (
     SELECT websearch_to_tsquery('simple', contactbook_fold(%(text)s)) AS exact,
            websearch_to_tsquery('english', %(text)s) AS stem,
            to_tsquery('simple', concat_ws(' & ', prefixes, exclusions)) AS prefix,
-           to_tsquery('simple', some_folded) AS some_names,
-           to_tsquery('simple', some_folded) || to_tsquery('english', some_typed) AS some_any
+           to_tsquery('simple', some_folded) AS some_names
     FROM words
 )
 SELECT exact::text, prefix::text, (exact || prefix)::text AS names,
-       (exact || prefix || stem)::text AS "any",
-       some_names::text, some_any::text,
+       (exact || stem)::text AS "any", some_names::text,
        (SELECT array_agg(lexeme)
-        FROM unnest(to_tsvector('simple', contactbook_fold(array_to_string(%(positive)s::text[],
-                                                                          ' ')))))
+        FROM unnest(to_tsvector('simple',
+                                contactbook_fold(array_to_string(%(positive)s::text[], ' ')))))
            AS lexemes
 FROM q
 """
 
-# Band 1: every word exactly in the name or email.
-BAND_EXACT = """
-WITH candidates AS (
-    SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description,
-           c.name_vector
-    FROM contacts c
-    WHERE c.name_vector @@ %(exact)s::tsquery AND c.deleted_at IS NULL
-    ORDER BY c.id
-    LIMIT %(candidates)s
-), scored AS (
-    SELECT candidates.*,
-           (ts_filter(name_vector, '{a}') @@ %(exact)s::tsquery)::int * 0.5
-           + 0.5 * ts_rank_cd(name_vector, %(exact)s::tsquery)
-               / (1 + ts_rank_cd(name_vector, %(exact)s::tsquery)) AS score,
-           count(*) OVER () AS band_size
-    FROM candidates
-)
-SELECT id, nimble_id, first_name, last_name, email, description, score, band_size
-FROM scored
-ORDER BY score DESC, id
+# Bands 1-6: every word in the name or email, in this order:
+#   1 every word exactly, all in the name itself      2 ... split over name and email
+#   3 every word as a prefix, at least one whole word, all in the name   4 ... not all in it
+#   5 every word only as a prefix, all in the name    6 ... not all in it
+# ("Dan" ranks Dan Brooks in band 1, Daniel Brooks in band 5; "Dan Bro" finds Dan Brooks
+# in band 3, before Daniel Brown in band 5.) Within a band, id order. The outer LIMIT
+# stops at the first branches that fill the page, and a branch reads at most `walk` rows
+# in id order, so a name shared by 60,000 people costs no more than a rare one.
+# `*_name` queries are the same words restricted to weight A (the name). Bands 3-4 are
+# empty for one word (its whole-word match is band 1), so one word has its own statement.
+NAME_BANDS_ONE_WORD = """
+(SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description, 1 AS band
+ FROM contacts c
+ WHERE c.name_vector @@ %(exact_name)s::tsquery AND c.deleted_at IS NULL
+ ORDER BY c.id LIMIT %(walk)s)
+UNION ALL
+(SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description, 2 AS band
+ FROM contacts c
+ WHERE c.name_vector @@ %(exact)s::tsquery AND NOT c.name_vector @@ %(exact_name)s::tsquery
+   AND c.deleted_at IS NULL
+ ORDER BY c.id LIMIT %(walk)s)
+UNION ALL
+(SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description, 5 AS band
+ FROM contacts c
+ WHERE c.name_vector @@ %(prefix_name)s::tsquery AND NOT c.name_vector @@ %(exact)s::tsquery
+   AND c.deleted_at IS NULL
+ ORDER BY c.id LIMIT %(walk)s)
+UNION ALL
+(SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description, 6 AS band
+ FROM contacts c
+ WHERE c.name_vector @@ %(prefix)s::tsquery AND NOT c.name_vector @@ %(prefix_name)s::tsquery
+   AND NOT c.name_vector @@ %(exact)s::tsquery AND c.deleted_at IS NULL
+ ORDER BY c.id LIMIT %(walk)s)
 LIMIT %(take)s
 """
 
-# Band 2: every word as a prefix in the name or email, not already in band 1.
-BAND_PREFIX = """
-WITH candidates AS (
+# Several words: the same bands, from one bitmap scan of every row that has all the
+# words (as words or prefixes), classified afterwards. All the words together are rare
+# ("tom brooks": a few dozen rows) even when each is common, but to the planner two
+# words that never meet in one name ("james justin") look like thousands of matches, and
+# an id-index walk for them would read every row. At most NAME_MATCHES rows are read.
+NAME_BANDS_SEVERAL_WORDS = """
+WITH matches AS MATERIALIZED (
     SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description,
            c.name_vector
     FROM contacts c
-    WHERE c.name_vector @@ %(prefix)s::tsquery AND NOT c.name_vector @@ %(exact)s::tsquery
-      AND c.deleted_at IS NULL
-    ORDER BY c.id
+    WHERE c.name_vector @@ %(names)s::tsquery AND c.deleted_at IS NULL
     LIMIT %(candidates)s
-), scored AS (
-    SELECT candidates.*,
-           (ts_filter(name_vector, '{a}') @@ %(prefix)s::tsquery)::int * 0.5
-           + 0.5 * ts_rank_cd(name_vector, %(some_names)s::tsquery)
-               / (1 + ts_rank_cd(name_vector, %(some_names)s::tsquery)) AS score,
-           count(*) OVER () AS band_size
-    FROM candidates
+), banded AS (
+    SELECT matches.*, CASE
+        WHEN name_vector @@ %(exact_name)s::tsquery THEN 1
+        WHEN name_vector @@ %(exact)s::tsquery THEN 2
+        WHEN name_vector @@ %(prefix_name)s::tsquery
+             AND name_vector @@ %(some_names)s::tsquery THEN 3
+        WHEN name_vector @@ %(some_names)s::tsquery THEN 4
+        WHEN name_vector @@ %(prefix_name)s::tsquery THEN 5
+        ELSE 6
+    END AS band
+    FROM matches
 )
-SELECT id, nimble_id, first_name, last_name, email, description, score, band_size
-FROM scored
-ORDER BY score DESC, id
+SELECT id, nimble_id, first_name, last_name, email, description, band,
+       count(*) OVER () AS band_size
+FROM banded
+ORDER BY band, id
 LIMIT %(take)s
 """
 
-# Band 3: every word somewhere (the bio included), not already in bands 1-2.
+# Band 7: every word somewhere, the bio included, and not in the name or email alone.
+# Scored (ts_rank_cd) within the first BIO_CANDIDATES such rows in id order.
 BAND_ANYWHERE = """
 WITH candidates AS (
     SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description,
@@ -165,31 +193,30 @@ WITH candidates AS (
       AND c.deleted_at IS NULL
     ORDER BY c.id
     LIMIT %(candidates)s
-), scored AS (
-    SELECT candidates.*,
-           ts_rank_cd(search_vector, %(any)s::tsquery)
-               / (1 + ts_rank_cd(search_vector, %(any)s::tsquery)) AS score,
-           count(*) OVER () AS band_size
-    FROM candidates
 )
-SELECT id, nimble_id, first_name, last_name, email, description, score, band_size
-FROM scored
+SELECT id, nimble_id, first_name, last_name, email, description,
+       cover / (1 + cover) AS score, count(*) OVER () AS band_size
+FROM candidates, ts_rank_cd(search_vector, %(any)s::tsquery) AS cover
 ORDER BY score DESC, id
 LIMIT %(take)s
 """
 
-COUNT_MATCHES = """
-SELECT count(*) AS total
-FROM (
-    SELECT 1
-    FROM contacts c
-    WHERE (c.name_vector @@ %(names)s::tsquery OR c.search_vector @@ %(any)s::tsquery)
-      AND c.deleted_at IS NULL
-    LIMIT %(cap)s
-) matches
+# How many rows a part of the result has, as the planner estimates it (EXPLAIN, from the
+# text-search statistics): for `total` when a part was not read to its end.
+ESTIMATE_NAME_MATCHES = """
+EXPLAIN (FORMAT JSON)
+SELECT 1 FROM contacts c
+WHERE c.name_vector @@ %(names)s::tsquery AND c.deleted_at IS NULL
 """
 
-# For each word of the text, the name words nearest to it (itself when it is one).
+ESTIMATE_BIO_MATCHES = """
+EXPLAIN (FORMAT JSON)
+SELECT 1 FROM contacts c
+WHERE c.search_vector @@ %(any)s::tsquery AND NOT c.name_vector @@ %(names)s::tsquery
+  AND c.deleted_at IS NULL
+"""
+
+# For each word of the text, whether it is a name word, and the name words nearest to it.
 NEAR_NAME_WORDS = """
 SELECT typed.word,
        EXISTS (SELECT 1 FROM contact_name_words w WHERE w.word = typed.word) AS known,
@@ -202,50 +229,40 @@ SELECT typed.word,
 FROM unnest(%(lexemes)s::text[]) AS typed(word)
 """
 
-# Band 4: the typo-corrected words in the name or email, and no full-text match.
+# Band 8: the typo-corrected words in the name or email. It runs only when the full text
+# found fewer than FALLBACK_BELOW contacts, which `seen` holds (when the page has room).
 BAND_TYPO = """
 WITH candidates AS (
-    SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description
+    SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description,
+           contactbook_name_terms(c.first_name, c.last_name) AS name_terms
     FROM contacts c
     WHERE c.name_vector @@ %(typo)s::tsquery AND c.deleted_at IS NULL
-      AND NOT c.name_vector @@ %(names)s::tsquery AND NOT c.search_vector @@ %(any)s::tsquery
+      AND c.id <> ALL (%(seen)s::bigint[])
     ORDER BY c.id
     LIMIT %(candidates)s
-), scored AS (
-    SELECT candidates.*,
-           word_similarity(contactbook_fold(%(plain)s),
-                           contactbook_name_terms(first_name, last_name)) * 0.999 AS score,
-           count(*) OVER () AS band_size
-    FROM candidates
 )
-SELECT id, nimble_id, first_name, last_name, email, description, score, band_size
-FROM scored
+SELECT id, nimble_id, first_name, last_name, email, description,
+       similarity * 0.999 AS score, count(*) OVER () AS band_size
+FROM candidates, word_similarity(contactbook_fold(%(plain)s), name_terms) AS similarity
 ORDER BY score DESC, id
 LIMIT %(take)s
 """
 
-# Band 5: some of the words, anywhere, and in no earlier band.
+# Band 9: some of the words in the name or email, and in no earlier band. More words
+# (ts_rank_cd of "any word") first.
 BAND_SOME_WORDS = """
 WITH candidates AS (
     SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description,
-           c.name_vector, c.search_vector
+           c.name_vector
     FROM contacts c
-    WHERE (c.name_vector @@ %(some_names)s::tsquery OR c.search_vector @@ %(some_any)s::tsquery)
-      AND c.deleted_at IS NULL
-      AND NOT c.name_vector @@ %(names)s::tsquery AND NOT c.search_vector @@ %(any)s::tsquery
-      AND NOT c.name_vector @@ %(typo)s::tsquery
-    ORDER BY c.id
+    WHERE c.name_vector @@ %(some_names)s::tsquery AND c.deleted_at IS NULL
+      AND c.id <> ALL (%(seen)s::bigint[])
+    ORDER BY c.id + 0
     LIMIT %(candidates)s
-), scored AS (
-    SELECT candidates.*,
-           ts_rank_cd(name_vector, %(some_names)s::tsquery)
-               + ts_rank_cd(search_vector, %(some_any)s::tsquery) AS raw,
-           count(*) OVER () AS band_size
-    FROM candidates
 )
-SELECT id, nimble_id, first_name, last_name, email, description, raw / (1 + raw) AS score,
-       band_size
-FROM scored
+SELECT id, nimble_id, first_name, last_name, email, description,
+       cover / (1 + cover) AS score, count(*) OVER () AS band_size
+FROM candidates, ts_rank_cd(name_vector, %(some_names)s::tsquery) AS cover
 ORDER BY score DESC, id
 LIMIT %(take)s
 """
@@ -257,19 +274,40 @@ LIMIT %(take)s
 class _Band:
     number: int
     sql: str
-    candidates: int
-    needs: tuple[str, ...]
+    candidates: int  # how many rows the band scores (or walks, when not scored)
+    needs: str  # the query this band cannot run without
+    scored: bool = True
+    # The bio band for several words: common words may meet in 10% of the bios (walk the
+    # id index: milliseconds) or never (the walk reads every row). So walk under
+    # WALK_TIMEOUT and, past it, run the bitmap plan, which ANDs the posting lists.
+    guarded: bool = False
 
 
-# The band number is the integer part of `rank`: band 1 ranks highest.
-_FULL_TEXT_BANDS = (
-    _Band(1, BAND_EXACT, NAME_CANDIDATES, ("exact",)),
-    _Band(2, BAND_PREFIX, NAME_CANDIDATES, ("prefix",)),
-    _Band(3, BAND_ANYWHERE, BIO_CANDIDATES, ("any",)),
+# (bands 1-6, bands 7) for one word and for several words
+_ONE_WORD_BANDS = (
+    _Band(1, NAME_BANDS_ONE_WORD, PREFIX_WALK, "prefix", scored=False),
+    _Band(7, BAND_ANYWHERE, BIO_CANDIDATES, "any"),
 )
-_TYPO_BAND = _Band(4, BAND_TYPO, NAME_CANDIDATES, ("typo",))
-_SOME_WORDS_BAND = _Band(5, BAND_SOME_WORDS, NAME_CANDIDATES, ("some_any",))
-_BANDS = 5
+_SEVERAL_WORDS_BANDS = (
+    _Band(1, NAME_BANDS_SEVERAL_WORDS, NAME_MATCHES, "names"),
+    _Band(7, BAND_ANYWHERE, BIO_CANDIDATES, "any", guarded=True),
+)
+_TYPO_BAND = _Band(8, BAND_TYPO, TYPO_CANDIDATES, "typo")
+_SOME_WORDS_BAND = _Band(9, BAND_SOME_WORDS, SOME_WORDS_CANDIDATES, "some_names")
+_BANDS = 9  # rank = _BANDS - band + score, so band 1 ranks highest
+
+_LEXEME = re.compile(r"('(?:[^']|'')*')(:\*)?")
+
+
+def _in_names(query: str, *, excluding: bool) -> str:
+    """The same tsquery (text) with every lexeme restricted to weight A, the name.
+
+    An excluded word must stay excluded from the email too, hence `& (query)`.
+    """
+    restricted = _LEXEME.sub(lambda m: f"{m.group(1)}:{'*' if m.group(2) else ''}A", query)
+    if excluding and restricted:
+        return f"({restricted}) & ({query})"
+    return restricted
 
 
 def search_contacts(
@@ -287,40 +325,42 @@ def search_contacts(
         "excluded": words.excluded,
         "plain": " ".join(words.positive),
         "need": need,
+        "typo": "",
     }
-    params.update(conn.execute(PREPARE_QUERIES, params).fetchone())
-    params["typo"] = ""
+    params.update(_execute(conn, PREPARE_QUERIES, params).fetchone())
+    excluding = bool(words.excluded)
+    params["exact_name"] = _in_names(params["exact"], excluding=excluding)
+    params["prefix_name"] = _in_names(params["prefix"], excluding=excluding)
+    several_words = len(words.positive) > 1
 
     rows: list[dict] = []
     total = 0
-    exhausted = True  # every full-text band was read to its end
-    for band in _FULL_TEXT_BANDS:
-        if len(rows) >= need:
-            exhausted = False
-            break
-        found, size = _run_band(conn, band, params, need - len(rows))
-        rows += found
+    bands = _SEVERAL_WORDS_BANDS if several_words else _ONE_WORD_BANDS
+    for band, estimate in zip(bands, (ESTIMATE_NAME_MATCHES, ESTIMATE_BIO_MATCHES), strict=True):
+        found, size = [], None
+        if len(rows) < need:
+            found, size = _run_band(conn, band, params, need - len(rows))
+            rows += found
+        if size is None:  # not read to its end: the planner's estimate, at least what we saw
+            size = max(_estimate(conn, estimate, params), len(found))
         total += size
-        exhausted = exhausted and size < max(band.candidates, need)
-    if not exhausted:
-        total = conn.execute(COUNT_MATCHES, {**params, "cap": TOTAL_CAP}).fetchone()["total"]
-        total = max(total, min(len(rows), TOTAL_CAP))
 
     terms = _query_terms(text)
     if total < FALLBACK_BELOW and params["lexemes"]:
         params["typo"], corrections = _typo_query(conn, params["lexemes"])
         terms += corrections
-        for band in (_TYPO_BAND, _SOME_WORDS_BAND):
-            if band is _SOME_WORDS_BAND and len(words.positive) < 2:
-                continue
+        params["seen"] = [row["id"] for row in rows]
+        for band in (_TYPO_BAND, _SOME_WORDS_BAND) if several_words else (_TYPO_BAND,):
             found, size = _run_band(conn, band, params, max(need - len(rows), 0))
             rows += found
-            total += size
+            params["seen"] += [row["id"] for row in found]
+            total += size or 0
 
     contacts = []
     for row in rows[offset:need]:
         contact = {key: row[key] for key in row if key not in ("score", "band_size", "band")}
-        contact["rank"] = round(_BANDS - row["band"] + min(float(row["score"]), 0.999999), 6)
+        score = min(float(row.get("score") or 0), 0.999999)
+        contact["rank"] = round(_BANDS - row["band"] + score, 6)
         contact["highlight"] = highlight_contact(contact, terms)
         contacts.append(contact)
     return SearchPage(total=total, contacts=contacts)
@@ -328,34 +368,78 @@ def search_contacts(
 
 def _run_band(
     conn: psycopg.Connection, band: _Band, params: dict, take: int
-) -> tuple[list[dict], int]:
-    """The band's best `take` rows and how many candidates it had (at most its cap)."""
-    if any(not params[name] for name in band.needs):
+) -> tuple[list[dict], int | None]:
+    """The band's best `take` rows, and its size when known (None: at least `take`)."""
+    if not params[band.needs]:
         return [], 0
-    band_params = {
-        **params,
-        "candidates": max(band.candidates, params["need"]),
-        "take": max(take, 1),
-    }
-    found = conn.execute(band.sql, band_params).fetchall()
-    size = found[0]["band_size"] if found else 0
-    for row in found:
-        row["band"] = band.number
+    take = max(take, 1)
+    candidates = max(band.candidates, params["need"])
+    band_params = {**params, "candidates": candidates, "walk": candidates, "take": take}
+    found = _fetch_guarded(conn, band.sql, band_params) if band.guarded else None
+    if found is None:
+        statement = _without_walk(band.sql) if band.guarded else band.sql
+        found = _execute(conn, statement, band_params).fetchall()
+    if not band.scored:
+        size = len(found) if len(found) < take else None
+    else:
+        for row in found:
+            row.setdefault("band", band.number)
+        size = found[0]["band_size"] if found else 0
+        if size >= candidates:
+            size = None  # capped: there may be more
     return found[:take], size
+
+
+SET_WALK_TIMEOUT = "SELECT set_config('statement_timeout', %(timeout)s, true)"
+RESET_TIMEOUT = "SET LOCAL statement_timeout = DEFAULT"
+
+
+def _fetch_guarded(conn: psycopg.Connection, statement: str, params: dict) -> list[dict] | None:
+    """The rows, or None when the planner's id-index walk took longer than WALK_TIMEOUT."""
+    try:
+        with conn.transaction():
+            _execute(conn, SET_WALK_TIMEOUT, {"timeout": WALK_TIMEOUT})
+            found = _execute(conn, statement, params).fetchall()
+            _execute(conn, RESET_TIMEOUT, {})  # in a caller's transaction it would outlive us
+            return found
+    except psycopg.errors.QueryCanceled:
+        return None
+
+
+def _without_walk(statement: str) -> str:
+    """The same statement with `ORDER BY c.id + 0`: the id index cannot give the order."""
+    return statement.replace("ORDER BY c.id\n", "ORDER BY c.id + 0\n").replace(
+        "ORDER BY c.id LIMIT", "ORDER BY c.id + 0 LIMIT"
+    )
+
+
+def _execute(conn: psycopg.Connection, statement: str, params: dict) -> psycopg.Cursor:
+    # Never prepared: a prepared statement may switch to a generic plan, which cannot see
+    # how rare a word is and walks the whole id index for a surname of eight people.
+    return conn.execute(statement, params, prepare=False)
+
+
+def _estimate(conn: psycopg.Connection, statement: str, params: dict) -> int:
+    if not params["names"] or not params["any"]:
+        return 0
+    plan = _execute(conn, statement, params).fetchone()["QUERY PLAN"]
+    return int(plan[0]["Plan"]["Plan Rows"])
 
 
 def _typo_query(conn: psycopg.Connection, lexemes: list[str]) -> tuple[str, list[str]]:
     """A tsquery (text) where each unknown word may be any of its nearest name words."""
     groups = []
     corrections = []
-    for row in conn.execute(
-        NEAR_NAME_WORDS, {"lexemes": lexemes, "alternatives": TYPO_ALTERNATIVES}
+    for row in _execute(
+        conn, NEAR_NAME_WORDS, {"lexemes": lexemes, "alternatives": TYPO_ALTERNATIVES}
     ):
         if row["known"]:
             groups.append(_lexeme(row["word"]))
         elif row["near"]:
             groups.append("(" + " | ".join(_lexeme(word) for word in row["near"]) + ")")
             corrections += row["near"]
+        else:
+            return "", []  # a word that is no name, nor near one: no person has them all
     if not corrections:
         return "", []
     return " & ".join(groups), corrections
