@@ -263,6 +263,24 @@ def test_typing_fast_shows_only_the_answer_for_the_final_text(site: Site, tab: T
     assert len(searched) <= 3, searched
 
 
+def test_a_slow_answer_shows_the_loading_state(site: Site, tab: Tab) -> None:
+    page = tab.page
+    held: list[Route] = []
+    page.route("**/api/v1/search?*", lambda route: held.append(route))
+    page.goto(site.url)
+    type_search(page, "hopper")
+    expect(page.locator("#state")).to_have_text("Searching…")
+    expect(page.locator("#spinner")).to_have_class("spinner on")
+
+    page.unroute("**/api/v1/search?*")
+    for route in held:
+        with contextlib.suppress(Error):
+            route.continue_()
+    expect(result_names(page)).to_have_text(["Grace Hopper"])
+    expect(page.locator("#spinner")).to_have_class("spinner")
+    expect(page.locator("#results")).to_have_attribute("aria-busy", "false")
+
+
 def test_arrow_keys_move_through_results_enter_opens_and_escape_goes_back(
     site: Site, tab: Tab
 ) -> None:
