@@ -359,6 +359,19 @@ def wait_until(check, *, timeout: float, what: str):
         time.sleep(0.5)
 
 
+@pytest.fixture
+def private_redis_url(tmp_path: Path) -> Iterator[str]:
+    """A Redis of this test's own: a worker started by another test (in this process, on
+    the session's Redis) must not take our tasks."""
+    from contactbook.embedded import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp_path / "redis")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
 def metric_samples(text: str) -> dict[tuple[str, frozenset], float]:
     found = {}
     for family in text_string_to_metric_families(text):
@@ -370,7 +383,7 @@ def metric_samples(text: str) -> dict[tuple[str, frozenset], float]:
 @pytest.mark.slow
 @pytest.mark.skipif(not healthcheck_wired(), reason="`contactbook healthcheck` is not wired yet")
 def test_the_roles_compose_runs_are_healthy_log_json_and_expose_metrics(
-    services: dict, cli_env: dict, redis_url: str, tmp_path: Path
+    services: dict, cli_env: dict, private_redis_url: str, tmp_path: Path
 ) -> None:
     """api (two uvicorn workers), worker and beat through the real entry point, with the
     environment compose gives them; then a search, an upload import and a sync."""
@@ -379,7 +392,7 @@ def test_the_roles_compose_runs_are_healthy_log_json_and_expose_metrics(
     port = free_port()
     env = {
         **cli_env,
-        "REDIS_URL": redis_url,
+        "REDIS_URL": private_redis_url,
         "LOG_LEVEL": "INFO",
         "CONTACTBOOK_ADMIN_TOKEN": ADMIN_TOKEN,
         "CONTACTBOOK_CSV": str(ROOT / "tests" / "data" / "empty.csv"),
@@ -576,12 +589,12 @@ def test_healthcheck_refuses_an_unknown_role() -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not healthcheck_wired(), reason="`contactbook healthcheck` is not wired yet")
 def test_serve_and_every_child_log_json_lines(
-    cli_env: dict, redis_url: str, tmp_path: Path
+    cli_env: dict, private_redis_url: str, tmp_path: Path
 ) -> None:
     port = free_port()
     env = {
         **cli_env,
-        "REDIS_URL": redis_url,
+        "REDIS_URL": private_redis_url,
         "CONTACTBOOK_CSV": str(ROOT / "tests" / "data" / "empty.csv"),
     }
     home = Path(env["CONTACTBOOK_HOME"])

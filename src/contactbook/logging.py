@@ -263,7 +263,9 @@ def install_celery_logging(app: Any) -> None:
 
     Celery configures logging itself unless a `setup_logging` receiver exists; ours
     re-applies the last `configure_logging` call (the CLI made it with the right role and
-    secrets) or, when Celery was started some other way, configures from the settings.
+    secrets). When Celery was started some other way (`celery -A contactbook.tasks worker`)
+    it configures from the settings, unless the process already has logging set up (a
+    worker started inside a test run keeps the test runner's capture).
     """
     from celery import signals
 
@@ -284,6 +286,8 @@ def _celery_setup_logging(**_: Any) -> None:
     if _current is not None:
         configure_logging(**_current)
         return
+    if logging.getLogger().handlers:
+        return  # whoever started Celery in this process set logging up (a test runner)
     from contactbook.config import get_settings
 
     settings = get_settings()
