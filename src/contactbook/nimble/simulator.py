@@ -785,13 +785,16 @@ def create_app(
     async def add_contact(request: Request) -> Response:
         try:
             resource = state.add_contact(await request.json())
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, AttributeError) as exc:
             return _error(409, 245, str(exc))
         return JSONResponse(resource, status_code=201)
 
     @app.put("/_contacts/{nimble_id}")
     async def update_contact(nimble_id: str, request: Request) -> Response:
-        resource = state.update_contact(nimble_id, await request.json())
+        try:
+            resource = state.update_contact(nimble_id, await request.json())
+        except (ValueError, TypeError, AttributeError) as exc:
+            return _error(409, 245, f"bad change: {exc}")
         if resource is None:
             return _error(404, 404, f"Contact {nimble_id} not found")
         return JSONResponse(resource)
