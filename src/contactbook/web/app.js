@@ -276,7 +276,8 @@
     text: "", // the text whose results are on screen (or being fetched)
     results: [],
     fetched: 0, // rows the server has sent for this text: the next page's offset
-    total: 0,
+    total: 0, // X-Total-Count, corrected by what the pages showed (see below)
+    endReached: true, // the last page came back short: everything has been fetched
     seq: 0, // bumped for every request; an answer for an older number is dropped
     controller: null,
     timer: 0,
@@ -341,7 +342,13 @@
         search.results = page;
         search.fetched = page.length;
       }
-      search.total = Number.isFinite(headerTotal) ? headerTotal : search.fetched;
+      // X-Total-Count is exact for small results but an estimate for big ones. A page
+      // shorter than asked for is the end (the count is then known); a full page always
+      // lets people ask for more, even when the estimate says there is no more.
+      search.endReached = page.length < PAGE_SIZE;
+      search.total = search.endReached
+        ? search.fetched
+        : Math.max(Number.isFinite(headerTotal) ? headerTotal : 0, search.fetched);
       const appendedFrom = append ? el.results.children.length : null;
       setLoading(false);
       showResults({ appendedFrom });
@@ -392,15 +399,17 @@
     }
     el.results.hidden = false;
     const shown = results.length;
-    // An empty page means the total was stale: stop offering more.
-    const remaining = appendedFrom === results.length ? 0 : Math.max(0, total - search.fetched);
-    el.more.hidden = remaining === 0;
-    el.more.textContent = `More results (${numberFormat.format(remaining)} left)`;
+    const remaining = Math.max(0, total - search.fetched);
+    el.more.hidden = search.endReached;
+    el.more.textContent = remaining
+      ? `More results (${numberFormat.format(remaining)} left)`
+      : "More results";
     const noun = total === 1 ? "contact" : "contacts";
+    const count = numberFormat.format(total) + (search.endReached || remaining ? "" : "+");
     setStatus(
-      shown < total
-        ? `${numberFormat.format(total)} ${noun} found, showing ${numberFormat.format(shown)}`
-        : `${numberFormat.format(total)} ${noun} found`,
+      search.endReached && shown >= total
+        ? `${count} ${noun} found`
+        : `${count} ${noun} found, showing ${numberFormat.format(shown)}`,
     );
     if (appendedFrom !== null) {
       // Keep keyboard users where the new results begin.
@@ -442,6 +451,7 @@
     search.results = [];
     search.fetched = 0;
     search.total = 0;
+    search.endReached = true;
     const lines = [];
     if (stats) {
       const count = document.createElement("strong");
