@@ -50,10 +50,10 @@ MAX_OFFSET = 10_000
 
 TYPO_CANDIDATES = 500
 BIO_CANDIDATES = 1_000
-SOME_WORDS_CANDIDATES = 200
+SOME_WORDS_CANDIDATES = 100
 PREFIX_WALK = 200
 NAME_MATCHES = 5_000
-WALK_TIMEOUT = "250ms"
+WALK_TIMEOUT = "150ms"
 FALLBACK_BELOW = 10
 TYPO_ALTERNATIVES = 5
 
@@ -87,13 +87,16 @@ def validate_search(text: str | None, limit: int, offset: int) -> str:
 
 # The queries every band uses, built once per search and passed back as tsquery text.
 # exact: names and emails (`simple`, folded, websearch syntax); stem: the bio (`english`);
-# prefix: every word as a prefix; some_names: any one word; names: exact or prefix, for
-# name_vector; any: exact or stem, for search_vector (no prefixes: prefix scans of the
-# big bio index are what a typeahead query must not pay for). Words reach to_tsquery only as
+# prefix: every word of two letters or more as a prefix (a one-letter prefix would merge
+# the posting lists of a tenth of all name words); some_names: any one word; names:
+# exact or prefix, for name_vector; any: exact or stem, for search_vector (no prefixes:
+# prefix scans of the big bio index are what a typeahead query must not pay for).
+# Words reach to_tsquery only as
 # quoted operands (contactbook_tsquery_operand), so they are never read as query syntax.
 PREPARE_QUERIES = """
 WITH words AS (
-    SELECT (SELECT string_agg(contactbook_tsquery_operand(contactbook_fold(w)) || ':*', ' & ')
+    SELECT (SELECT string_agg(contactbook_tsquery_operand(contactbook_fold(w))
+                              || CASE WHEN length(w) > 1 THEN ':*' ELSE '' END, ' & ')
             FROM unnest(%(positive)s::text[]) AS w) AS prefixes,
            (SELECT string_agg('!' || contactbook_tsquery_operand(contactbook_fold(w)), ' & ')
             FROM unnest(%(excluded)s::text[]) AS w) AS exclusions,
@@ -123,29 +126,31 @@ FROM q
 # in band 3, before Daniel Brown in band 5.) Within a band, id order. The outer LIMIT
 # stops at the first branches that fill the page, and a branch reads at most `walk` rows
 # in id order, so a name shared by 60,000 people costs no more than a rare one.
-# `*_name` queries are the same words restricted to weight A (the name). Bands 3-4 are
-# empty for one word (its whole-word match is band 1), so one word has its own statement.
+# `name_only_vector` is the name alone (an excluded word must stay excluded from the
+# email too, hence `excluding`). Bands 3-4 are empty for one word (its whole-word match
+# is band 1), so one word has its own statement.
 NAME_BANDS_ONE_WORD = """
 (SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description, 1 AS band
  FROM contacts c
- WHERE c.name_vector @@ %(exact_name)s::tsquery AND c.deleted_at IS NULL
+ WHERE c.name_only_vector @@ %(exact)s::tsquery
+   AND (NOT %(excluding)s OR c.name_vector @@ %(exact)s::tsquery) AND c.deleted_at IS NULL
  ORDER BY c.id LIMIT %(walk)s)
 UNION ALL
 (SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description, 2 AS band
  FROM contacts c
- WHERE c.name_vector @@ %(exact)s::tsquery AND NOT c.name_vector @@ %(exact_name)s::tsquery
+ WHERE c.name_vector @@ %(exact)s::tsquery AND NOT c.name_only_vector @@ %(exact)s::tsquery
    AND c.deleted_at IS NULL
  ORDER BY c.id LIMIT %(walk)s)
 UNION ALL
 (SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description, 5 AS band
  FROM contacts c
- WHERE c.name_vector @@ %(prefix_name)s::tsquery AND NOT c.name_vector @@ %(exact)s::tsquery
-   AND c.deleted_at IS NULL
+ WHERE c.name_only_vector @@ %(prefix)s::tsquery AND NOT c.name_vector @@ %(exact)s::tsquery
+   AND (NOT %(excluding)s OR c.name_vector @@ %(prefix)s::tsquery) AND c.deleted_at IS NULL
  ORDER BY c.id LIMIT %(walk)s)
 UNION ALL
 (SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description, 6 AS band
  FROM contacts c
- WHERE c.name_vector @@ %(prefix)s::tsquery AND NOT c.name_vector @@ %(prefix_name)s::tsquery
+ WHERE c.name_vector @@ %(prefix)s::tsquery AND NOT c.name_only_vector @@ %(prefix)s::tsquery
    AND NOT c.name_vector @@ %(exact)s::tsquery AND c.deleted_at IS NULL
  ORDER BY c.id LIMIT %(walk)s)
 LIMIT %(take)s
@@ -159,18 +164,18 @@ LIMIT %(take)s
 NAME_BANDS_SEVERAL_WORDS = """
 WITH matches AS MATERIALIZED (
     SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description,
-           c.name_vector
+           c.name_vector, c.name_only_vector
     FROM contacts c
     WHERE c.name_vector @@ %(names)s::tsquery AND c.deleted_at IS NULL
     LIMIT %(candidates)s
 ), banded AS (
     SELECT matches.*, CASE
-        WHEN name_vector @@ %(exact_name)s::tsquery THEN 1
+        WHEN name_only_vector @@ %(exact)s::tsquery THEN 1
         WHEN name_vector @@ %(exact)s::tsquery THEN 2
-        WHEN name_vector @@ %(prefix_name)s::tsquery
+        WHEN name_only_vector @@ %(prefix)s::tsquery
              AND name_vector @@ %(some_names)s::tsquery THEN 3
         WHEN name_vector @@ %(some_names)s::tsquery THEN 4
-        WHEN name_vector @@ %(prefix_name)s::tsquery THEN 5
+        WHEN name_only_vector @@ %(prefix)s::tsquery THEN 5
         ELSE 6
     END AS band
     FROM matches
@@ -257,7 +262,7 @@ WITH candidates AS (
     FROM contacts c
     WHERE c.name_vector @@ %(some_names)s::tsquery AND c.deleted_at IS NULL
       AND c.id <> ALL (%(seen)s::bigint[])
-    ORDER BY c.id + 0
+    ORDER BY c.id
     LIMIT %(candidates)s
 )
 SELECT id, nimble_id, first_name, last_name, email, description,
@@ -277,15 +282,16 @@ class _Band:
     candidates: int  # how many rows the band scores (or walks, when not scored)
     needs: str  # the query this band cannot run without
     scored: bool = True
-    # The bio band for several words: common words may meet in 10% of the bios (walk the
-    # id index: milliseconds) or never (the walk reads every row). So walk under
-    # WALK_TIMEOUT and, past it, run the bitmap plan, which ANDs the posting lists.
+    # Guarded: the planner's estimate can be far off (two common words that never meet
+    # in one bio or name), and an id-index walk for a set it thinks large but is empty
+    # reads every row. So walk under WALK_TIMEOUT and, past it, run
+    # the bitmap plan (`ORDER BY c.id + 0`), which ANDs the posting lists instead.
     guarded: bool = False
 
 
 # (bands 1-6, bands 7) for one word and for several words
 _ONE_WORD_BANDS = (
-    _Band(1, NAME_BANDS_ONE_WORD, PREFIX_WALK, "prefix", scored=False),
+    _Band(1, NAME_BANDS_ONE_WORD, PREFIX_WALK, "prefix", scored=False, guarded=True),
     _Band(7, BAND_ANYWHERE, BIO_CANDIDATES, "any"),
 )
 _SEVERAL_WORDS_BANDS = (
@@ -293,21 +299,8 @@ _SEVERAL_WORDS_BANDS = (
     _Band(7, BAND_ANYWHERE, BIO_CANDIDATES, "any", guarded=True),
 )
 _TYPO_BAND = _Band(8, BAND_TYPO, TYPO_CANDIDATES, "typo")
-_SOME_WORDS_BAND = _Band(9, BAND_SOME_WORDS, SOME_WORDS_CANDIDATES, "some_names")
+_SOME_WORDS_BAND = _Band(9, BAND_SOME_WORDS, SOME_WORDS_CANDIDATES, "some_names", guarded=True)
 _BANDS = 9  # rank = _BANDS - band + score, so band 1 ranks highest
-
-_LEXEME = re.compile(r"('(?:[^']|'')*')(:\*)?")
-
-
-def _in_names(query: str, *, excluding: bool) -> str:
-    """The same tsquery (text) with every lexeme restricted to weight A, the name.
-
-    An excluded word must stay excluded from the email too, hence `& (query)`.
-    """
-    restricted = _LEXEME.sub(lambda m: f"{m.group(1)}:{'*' if m.group(2) else ''}A", query)
-    if excluding and restricted:
-        return f"({restricted}) & ({query})"
-    return restricted
 
 
 def search_contacts(
@@ -328,9 +321,7 @@ def search_contacts(
         "typo": "",
     }
     params.update(_execute(conn, PREPARE_QUERIES, params).fetchone())
-    excluding = bool(words.excluded)
-    params["exact_name"] = _in_names(params["exact"], excluding=excluding)
-    params["prefix_name"] = _in_names(params["prefix"], excluding=excluding)
+    params["excluding"] = bool(words.excluded)
     several_words = len(words.positive) > 1
 
     rows: list[dict] = []

@@ -9,6 +9,8 @@ otherwise mean scoring a third of the table, so names and email parts get a smal
 vector of their own (`name_vector`, GIN-indexed) that search asks first; the bio is
 only read to fill the page (see contacts/search.py).
 
+`name_only_vector` is the name alone (the band "every word in the name itself").
+
 `name_vector` also indexes what people type for names with particles, hyphens and
 apostrophes (`delacruz`, `annemarie`, `oneil`) and, for plus-addressed mail, the
 address without its tag (`tom@northwind.io` for `tom+crm@northwind.io`).
@@ -63,6 +65,14 @@ ALTER TABLE contacts ADD COLUMN name_vector tsvector GENERATED ALWAYS AS (
 
 CREATE INDEX contacts_name_vector_idx ON contacts USING gin (name_vector);
 
+-- The name alone: "all words in the name" is a band of its own, and the planner needs
+-- this vector's statistics to see that a word common in emails ("at") is rare in names.
+ALTER TABLE contacts ADD COLUMN name_only_vector tsvector GENERATED ALWAYS AS (
+    to_tsvector('simple', contactbook_name_terms(first_name, last_name))
+) STORED;
+
+CREATE INDEX contacts_name_only_vector_idx ON contacts USING gin (name_only_vector);
+
 CREATE TABLE contact_name_words (word text PRIMARY KEY);
 CREATE INDEX contact_name_words_trgm_idx ON contact_name_words USING gin (word gin_trgm_ops);
 
@@ -98,6 +108,8 @@ DROP TRIGGER IF EXISTS contacts_name_words_update ON contacts;
 DROP TRIGGER IF EXISTS contacts_name_words_insert ON contacts;
 DROP FUNCTION IF EXISTS contactbook_remember_name_words();
 DROP TABLE IF EXISTS contact_name_words;
+DROP INDEX IF EXISTS contacts_name_only_vector_idx;
+ALTER TABLE contacts DROP COLUMN IF EXISTS name_only_vector;
 DROP INDEX IF EXISTS contacts_name_vector_idx;
 ALTER TABLE contacts DROP COLUMN IF EXISTS name_vector;
 DROP FUNCTION IF EXISTS contactbook_tsquery_operand(text);
