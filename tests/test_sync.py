@@ -453,3 +453,14 @@ def test_a_record_seen_twice_fails_the_run(conn, sim: Simulator, pending_changes
             sync_contacts(conn, client, full=True)
         mover.join()
     assert dump(conn) == pending_changes
+
+
+def test_run_sync_without_a_database_fails_with_a_message(make_settings, sim: Simulator) -> None:
+    settings = make_settings(
+        database_url="postgresql://nobody@127.0.0.1:1/none?connect_timeout=2",
+        nimble_api_url=sim.url,
+        nimble_api_key=API_KEY,
+    )
+    with pytest.raises(SyncError, match="cannot connect to the database"):
+        run_sync(settings, full=True)
+    assert sim.page_requests() == []  # nothing was read either
