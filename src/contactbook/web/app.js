@@ -70,7 +70,10 @@
       response = await fetch(path, { headers, signal, cache: "no-store" });
     } catch (error) {
       if (error.name === "AbortError") throw error;
-      throw new ApiError(0, "Contact Book can't be reached. Check your connection, or whether the server is running.");
+      throw new ApiError(
+        0,
+        "Contact Book can't be reached. Check your connection, or whether the server is running.",
+      );
     }
     if (!response.ok) {
       throw new ApiError(response.status, await errorMessage(response));
@@ -86,17 +89,21 @@
       /* not JSON: fall through to a generic message */
     }
     if (response.status === 422 && detail) return readableDetail(detail);
-    if (response.status === 401 || response.status === 403) return "This access token was not accepted.";
+    if (response.status === 401 || response.status === 403) {
+      return "This access token was not accepted.";
+    }
     if (response.status === 404) return typeof detail === "string" ? detail : "Not found.";
     if (response.status >= 500) {
-      return `The server ran into a problem (error ${response.status}). Trying again usually helps.`;
+      const problem = `The server ran into a problem (error ${response.status}).`;
+      return `${problem} Trying again usually helps.`;
     }
     return typeof detail === "string" ? detail : `The request failed (error ${response.status}).`;
   }
 
   /** 401: no token was sent; 403: the token sent is not one of the API tokens. */
   function isAuthError(error) {
-    return error instanceof ApiError && (error.status === 401 || (error.status === 403 && Boolean(token())));
+    if (!(error instanceof ApiError)) return false;
+    return error.status === 401 || (error.status === 403 && Boolean(token()));
   }
 
   /** FastAPI's validation errors are a list of {loc, msg}; say the message, not the structure. */
@@ -156,7 +163,7 @@
       .toUpperCase();
   }
 
-  /** A stable colour per contact, chosen from classes in style.css (CSP forbids style attributes). */
+  /** A stable colour per contact, from classes in style.css (CSP forbids style attributes). */
   function hueClass(contact) {
     const key = String(contact.id);
     let hash = 0;
@@ -439,7 +446,12 @@
     stateBlock(
       "empty",
       "No contacts found",
-      [line, words.length > 1 ? "Try fewer words, or check the spelling." : "Check the spelling, or try part of a name or an email address."],
+      [
+        line,
+        words.length > 1
+          ? "Try fewer words, or check the spelling."
+          : "Check the spelling, or try part of a name or an email address.",
+      ],
       actions,
     );
   }
@@ -457,7 +469,8 @@
       const count = document.createElement("strong");
       count.textContent = numberFormat.format(stats.contacts);
       const countLine = document.createDocumentFragment();
-      countLine.append(count, stats.contacts === 1 ? " contact to search." : " contacts to search.");
+      const noun = stats.contacts === 1 ? " contact to search." : " contacts to search.";
+      countLine.append(count, noun);
       lines.push(countLine);
       const syncLine = document.createDocumentFragment();
       if (stats.last_sync) {
@@ -497,11 +510,10 @@
     }
     const message = error instanceof ApiError ? error.message : "Something went wrong.";
     const retryable = !(error instanceof ApiError) || error.status === 0 || error.status >= 500;
-    const title = error instanceof ApiError && error.status === 422 ? "That search can't be run" : "Search failed";
+    const unusable = error instanceof ApiError && error.status === 422;
+    const title = unusable ? "That search can't be run" : "Search failed";
     if (!keepResults) setStatus(""); // the box below is a role=alert: it is announced itself
-    const actions = retryable
-      ? [button("Retry", () => retry(), "primary")]
-      : [];
+    const actions = retryable ? [button("Retry", () => retry(), "primary")] : [];
     const box = stateBlock("error", title, [message], actions);
     box.setAttribute("role", "alert");
     if (keepResults) el.more.before(box); // next to the button that failed, not above the list
@@ -532,7 +544,9 @@
     el.searchView.hidden = true;
     el.detailView.hidden = true;
     el.tokenView.hidden = false;
-    el.tokenError.textContent = rejected ? "That token was not accepted. Check it and try again." : "";
+    el.tokenError.textContent = rejected
+      ? "That token was not accepted. Check it and try again."
+      : "";
     el.tokenInput.value = "";
     el.tokenInput.focus();
   }
@@ -588,9 +602,10 @@
     const controller = new AbortController();
     detailController = controller;
     try {
-      const { body } = await getJson(`/api/v1/contacts/${encodeURIComponent(id)}`, controller.signal);
+      const path = `/api/v1/contacts/${encodeURIComponent(id)}`;
+      const { body } = await getJson(path, controller.signal);
       if (detailController !== controller) return;
-      contactCache.set(id, { ...cached, ...body, highlight: cached ? cached.highlight : undefined });
+      contactCache.set(id, { ...cached, ...body, highlight: cached && cached.highlight });
       if (!cached || !sameContact(cached, body)) renderDetail(body, { focus: !cached });
     } catch (error) {
       if (error.name === "AbortError" || detailController !== controller) return;
@@ -601,7 +616,9 @@
       if (cached) return; // the copy from the results is good enough
       const title = error.status === 404 ? "No such contact" : "This contact could not be loaded";
       const message =
-        error.status === 404 ? "It may have been removed, or the link is incomplete." : error.message;
+        error.status === 404
+          ? "It may have been removed, or the link is incomplete."
+          : error.message;
       const box = document.createElement("div");
       box.className = "state-box state-error";
       const h = document.createElement("h1");
@@ -750,7 +767,8 @@
       // Back from a contact: the results are still here, put focus where the user left.
       el.input.value = r.text;
       showResults();
-      const link = lastOpenedId && el.results.querySelector(`[data-id="${CSS.escape(lastOpenedId)}"]`);
+      const link =
+        lastOpenedId && el.results.querySelector(`[data-id="${CSS.escape(lastOpenedId)}"]`);
       (link || el.input).focus();
       return;
     }
@@ -813,7 +831,7 @@
     else if (event.key === "Home") target = links[0];
     else if (event.key === "End") target = links[links.length - 1];
     else if (event.key === "Escape") target = el.input;
-    else if (event.key.length === 1 && !event.ctrlKey && !event.metaKey && !event.altKey && event.key !== " ") {
+    else if (isTyping(event)) {
       el.input.focus(); // typing while on a result goes on refining the search
       return;
     }
@@ -822,6 +840,12 @@
       target.focus();
       if (target === el.input) el.input.select();
     }
+  }
+
+  /** A printable key without modifiers (space excluded: it scrolls or presses). */
+  function isTyping(event) {
+    const modified = event.ctrlKey || event.metaKey || event.altKey;
+    return event.key.length === 1 && event.key !== " " && !modified;
   }
 
   function onMoreKey(event) {
