@@ -22,7 +22,6 @@ import pytest
 from playwright.sync_api import Browser, Error, Page, Route, expect, sync_playwright
 from support import LiveServer, free_port, start_server
 
-from contactbook.api import page as page_module
 from contactbook.api.app import create_app
 from contactbook.contacts.importer import import_csv
 
@@ -97,11 +96,7 @@ def browser() -> Iterator[Browser]:
 
 
 def build_app(settings):
-    app = create_app(settings)
-    # Until create_app includes the page router itself, add it here.
-    if not any(getattr(route, "path", None) == "/" for route in app.routes):
-        app.include_router(page_module.router)
-    return app
+    return create_app(settings)
 
 
 @dataclass

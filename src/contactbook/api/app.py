@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
 from contactbook import __version__, db, tasks
-from contactbook.api import admin, health, v1, v2
+from contactbook.api import admin, health, page, v1, v2
 from contactbook.config import Settings, get_settings
 from contactbook.contacts import repository
 from contactbook.contacts.importer import import_csv
@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(v1.router)
     app.include_router(v2.router)
     app.include_router(admin.router)
+    app.include_router(page.router)
     _install_error_handlers(app)
     return app
 
