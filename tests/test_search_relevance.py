@@ -461,3 +461,9 @@ def test_unusable_search_is_a_422_with_a_message(api_url, params):
     response = httpx.get(f"{api_url}/api/v1/search", params=params)
     assert response.status_code == 422
     assert response.json()["detail"]
+
+
+def test_total_counts_the_fallback_results_it_returns(sconn):
+    page = search_contacts(sconn, "Tom zeppelinhangar", limit=20)
+    assert page.contacts
+    assert page.total >= len(page.contacts)

@@ -345,7 +345,7 @@ def search_contacts(
             found, size = _run_band(conn, band, params, max(need - len(rows), 0))
             rows += found
             params["seen"] += [row["id"] for row in found]
-            total += size or 0
+            total += size if size is not None else max(band.candidates, len(found))
 
     contacts = []
     for row in rows[offset:need]:
