@@ -49,7 +49,12 @@ def celery_worker(worker_settings: Settings) -> Iterator[ContactBookCelery]:
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge(QUEUE)  # nothing left over from another run
     with start_worker(
-        app, pool="threads", concurrency=4, perform_ping_check=False, loglevel="WARNING"
+        app,
+        pool="threads",
+        concurrency=4,
+        perform_ping_check=False,
+        loglevel="WARNING",
+        shutdown_timeout=60,  # a busy machine can take more than the default 10 s
     ):
         yield app
     app.close()

@@ -37,7 +37,6 @@ from typing import Any
 
 import psycopg
 from celery import Celery, states
-from celery.result import AsyncResult
 from celery.schedules import crontab
 from kombu.exceptions import KombuError
 from kombu.exceptions import OperationalError as BrokerOperationalError
@@ -345,13 +344,27 @@ def submit(app: Celery, task_name: str, *, kind: str, **kwargs: Any) -> str:
 
 def issued_kind(app: Celery, task_id: str) -> str | None:
     """The kind a task id was issued as, or None when this service never issued it."""
+    return lookup(app, task_id)[0]
+
+
+def lookup(app: Celery, task_id: str) -> tuple[str | None, dict]:
+    """The kind a task was issued as (None: never issued) and its `{task_id, status,
+    result, error}`, read in one round trip: the status endpoints are polled often."""
+    backend = app.backend
+    keys = [_ISSUED_KEY.format(task_id=task_id), backend.get_key_for_task(task_id)]
     try:
-        value = app.backend.get(_ISSUED_KEY.format(task_id=task_id))
+        if hasattr(backend, "mget"):
+            kind, payload = backend.mget(keys)
+        else:
+            kind, payload = backend.get(keys[0]), backend.get(keys[1])
+        meta = backend.decode_result(payload) if payload else None
     except (OSError, *_backend_errors(app)) as error:
         raise BrokerUnavailable("the result store is not reachable: try again") from error
-    if value is None:
-        return None
-    return value.decode() if isinstance(value, bytes) else str(value)
+    if isinstance(kind, bytes):
+        kind = kind.decode()
+    if meta is None:
+        meta = {"status": states.PENDING, "result": None}
+    return kind, _shown_status(task_id, meta["status"], meta.get("result"))
 
 
 #: What the API shows for Celery's states (the contract names four).
@@ -368,13 +381,11 @@ _SHOWN_STATE = {
 
 
 def task_status(app: Celery, task_id: str) -> dict:
-    """`{task_id, status, result, error}` for an issued task id."""
-    result = AsyncResult(task_id, app=app)
-    try:
-        state = result.state
-        outcome = result.result if state in states.READY_STATES else None
-    except (OSError, *_backend_errors(app)) as error:
-        raise BrokerUnavailable("the result store is not reachable: try again") from error
+    """`{task_id, status, result, error}` for a task id (PENDING when nothing is known)."""
+    return lookup(app, task_id)[1]
+
+
+def _shown_status(task_id: str, state: str, outcome: object) -> dict:
     shown = _SHOWN_STATE.get(state, "PENDING")
     if shown == "FAILURE":
         error_text = (

@@ -105,10 +105,10 @@ def list_sync_runs(
 )
 def task_status(task_id: str, celery: CeleryDep) -> dict:
     """The state and outcome of any task this service queued (import, sync or search)."""
-    kind = tasks.issued_kind(celery, task_id)
+    kind, answer = tasks.lookup(celery, task_id)
     if kind is None:
         raise HTTPException(404, f"no task with id {task_id}")
-    return {**tasks.task_status(celery, task_id), "kind": kind}
+    return {**answer, "kind": kind}
 
 
 @router.post(

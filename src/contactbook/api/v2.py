@@ -14,6 +14,7 @@ from typing import Annotated
 
 from celery import Celery
 from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from contactbook import tasks
@@ -85,8 +86,11 @@ def submit_search(
         503: {"description": "The result store is not reachable."},
     },
 )
-def search_status(task_id: str, celery: CeleryDep) -> dict:
+def search_status(task_id: str, celery: CeleryDep) -> JSONResponse:
     """Where a queued search is: PENDING, STARTED, SUCCESS (with `result`) or FAILURE."""
-    if tasks.issued_kind(celery, task_id) != tasks.KIND_SEARCH:
+    kind, answer = tasks.lookup(celery, task_id)
+    if kind != tasks.KIND_SEARCH:
         raise HTTPException(404, f"no search task with id {task_id}")
-    return tasks.task_status(celery, task_id)
+    # The result is already v1's JSON (the worker serialised it through SearchHit):
+    # sent as it is, since clients poll this often.
+    return JSONResponse(answer)
