@@ -102,3 +102,41 @@ def test_export_csv_neutralises_formulas(run_cli, write_csv):
 def test_db_upgrade_is_idempotent(run_cli):
     assert run_cli("db", "upgrade").returncode == 0
     assert run_cli("db", "upgrade").returncode == 0
+
+
+def test_sync_prints_its_figures_and_fails_without_changing_data(run_cli, write_csv, db_url):
+    from nimble_fixtures import API_KEY, people, simulator_server
+    from support import dump_contacts
+
+    with simulator_server() as simulator:
+        simulator.reset(people(3))
+        env = {"NIMBLE_API_URL": simulator.url, "NIMBLE_API_KEY": API_KEY}
+
+        first = run_cli("sync", "--full", env=env)
+        before = dump_contacts(db_url)
+        wrong_key = run_cli("sync", env={**env, "NIMBLE_API_KEY": "not-the-key-123"})
+
+    assert first.returncode == 0, first.stderr
+    assert "inserted" in first.stdout and "3" in first.stdout
+    assert wrong_key.returncode == 1
+    assert "NIMBLE_API_KEY" in wrong_key.stderr
+    assert "not-the-key-123" not in wrong_key.stdout + wrong_key.stderr
+    assert "were not changed" in wrong_key.stderr
+    assert dump_contacts(db_url) == before
+
+
+def test_sync_without_a_key_says_so(run_cli):
+    result = run_cli("sync")
+
+    assert result.returncode == 1
+    assert "NIMBLE_API_KEY is not set" in result.stderr
+
+
+def test_fake_nimble_refuses_both_sources(run_cli, tmp_path):
+    data = tmp_path / "people.json"
+    data.write_text("[]")
+
+    result = run_cli("fake-nimble", "--contacts", "3", "--data", str(data))
+
+    assert result.returncode == 2
+    assert "not both" in result.stderr

@@ -309,6 +309,60 @@ def _spreadsheet_safe(value: object) -> object:
     return value
 
 
+@app.command()
+def sync(
+    full: Annotated[
+        bool, typer.Option("--full", help="Read every contact and remove the vanished ones.")
+    ] = False,
+) -> None:
+    """Sync from the Nimble API now and print what changed.
+
+    Without --full only contacts updated since the last successful sync are read. A sync
+    that cannot complete changes nothing and exits 1.
+
+    Example: `NIMBLE_API_KEY=… contactbook sync --full`
+    """
+    from contactbook.nimble.sync import SyncError, run_sync
+
+    settings = get_settings()
+    with _services(settings) as urls:
+        db.upgrade(urls.database_url)
+        try:
+            summary = run_sync(settings, full=full, database_url=urls.database_url)
+        except SyncError as error:
+            raise _fail(f"{error}\nThe contacts were not changed.") from error
+    table = Table(title=f"{summary.mode} sync", show_header=False)
+    for label in ("fetched", "inserted", "linked", "updated", "removed", "unchanged"):
+        table.add_row(label, str(getattr(summary, label)))
+    out.print(table)
+
+
+@app.command("fake-nimble")
+def fake_nimble(
+    port: Annotated[int, typer.Option(help="Port to listen on (127.0.0.1).")] = 8765,
+    contacts: Annotated[
+        int | None, typer.Option(min=0, help="Generate this many realistic records.")
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="JSON list of resources.")
+    ] = None,
+) -> None:
+    """Run a local simulator of the Nimble contacts API (for demos and tests).
+
+    It accepts the key in NIMBLE_API_KEY (default `fake-key`). Point Contact Book at it:
+
+    Example: `contactbook fake-nimble --contacts 2000 &` then
+    `NIMBLE_API_URL=http://127.0.0.1:8765 NIMBLE_API_KEY=fake-key contactbook sync --full`
+    """
+    from contactbook.nimble.simulator import DEFAULT_API_KEY, run_simulator
+
+    if contacts is not None and data is not None:
+        raise _fail("use --contacts or --data, not both", EXIT_UNUSABLE_INPUT)
+    settings = get_settings()
+    key = settings.nimble_api_key.get_secret_value() if settings.nimble_api_key else None
+    run_simulator(port=port, contacts=contacts, data=data, api_key=key or DEFAULT_API_KEY)
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply pending migrations (serve and api also do this on start).
