@@ -172,6 +172,15 @@ def test_an_imported_upload_is_removed_and_a_second_delivery_is_a_no_op(worker_s
     assert again == {"source": "upload", "performed": False, "reason": "already imported"}
 
 
+def test_an_upload_missing_from_this_workers_disk_is_a_clear_failure(worker_settings, db_url):  # noqa: F811
+    upload = tasks.uploads_dir(worker_settings) / "never-here.csv"
+
+    with pytest.raises(tasks.UploadMissing, match="must share CONTACTBOOK_HOME"):
+        tasks.import_file(
+            worker_settings, upload, source="upload x", only_if_empty=False, remove_after=True
+        )
+
+
 def test_an_unusable_upload_fails_and_is_removed(worker_settings, db_url):  # noqa: F811
     upload = tasks.uploads_dir(worker_settings) / "garbage.csv"
     upload.parent.mkdir(parents=True, exist_ok=True)

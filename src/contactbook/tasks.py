@@ -68,6 +68,10 @@ class InvalidSchedule(ValueError):
     """SYNC_SCHEDULE is not a 5-field cron expression; the message shows a valid one."""
 
 
+class UploadMissing(RuntimeError):
+    """An upload to import is not on this worker's disk (and was never imported)."""
+
+
 class BrokerUnavailable(RuntimeError):
     """The broker (or result backend) cannot be reached, or none is configured."""
 
@@ -288,9 +292,18 @@ def import_file(
 
     is_upload = remove_after and path.resolve().parent == uploads_dir(settings)
     if is_upload and not path.exists():
-        # Delivered twice (acks_late): the first delivery imported and removed it.
-        log.info("upload %s is gone: already imported", path.name)
-        return {"source": source or path.name, "performed": False, "reason": "already imported"}
+        if _already_imported(settings.database_url, source or str(path)):
+            # Delivered twice (acks_late): the first delivery imported and removed it.
+            log.info("upload %s is gone: already imported", path.name)
+            return {
+                "source": source or str(path),
+                "performed": False,
+                "reason": "already imported",
+            }
+        raise UploadMissing(
+            f"the uploaded file {path.name} is not on this worker: the API and the workers "
+            f"must share CONTACTBOOK_HOME ({uploads_dir(settings)}); nothing was imported"
+        )
     try:
         summary = import_csv(
             settings.database_url, path, source=source, only_if_empty=only_if_empty
@@ -302,6 +315,19 @@ def import_file(
     if is_upload:
         path.unlink(missing_ok=True)
     return summary.as_dict()
+
+
+#: An upload is recorded under a source naming its unique stored file.
+SUCCEEDED_IMPORT = """
+SELECT EXISTS (
+    SELECT 1 FROM import_runs WHERE source = %(source)s AND status = 'succeeded'
+) AS done
+"""
+
+
+def _already_imported(database_url: str, source: str) -> bool:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute(SUCCEEDED_IMPORT, {"source": source}).fetchone()[0]
 
 
 def run_sync_task(settings: Settings, *, full: bool) -> dict:

@@ -166,7 +166,9 @@ def _queue_import(celery, settings: Settings, path: Path, original_name: str) ->
         tasks.IMPORT_TASK,
         kind=tasks.KIND_IMPORT,
         path=str(path),
-        source=f"upload of {original_name}",
+        # The stored name makes the source unique: a second delivery of the task can
+        # tell "already imported" from "not on this worker's disk".
+        source=f"upload of {original_name} ({path.name})",
         remove_after=True,
     )
 
