@@ -633,3 +633,19 @@ def test_serve_and_every_child_log_json_lines(
             except json.JSONDecodeError:
                 pytest.fail(f"{path.name}: not JSON: {line!r}")
             assert set(record) >= LOG_FIELDS and record["process"] == role, line
+
+
+def test_everything_the_dockerfile_copies_is_in_the_build_context() -> None:
+    ignored = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    allowed = {line[1:].rstrip("/") for line in ignored if line.startswith("!")}
+    for keyword, rest in dockerfile_instructions():
+        if keyword != "COPY" or rest.startswith("--from="):
+            continue
+        *sources, _destination = rest.split()
+        for source in sources:
+            assert (ROOT / source).exists(), f"COPY {source}: missing"
+            assert source.rstrip("/") in allowed, f"COPY {source}: excluded by .dockerignore"
