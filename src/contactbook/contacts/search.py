@@ -52,6 +52,8 @@ TYPO_CANDIDATES = 500
 BIO_CANDIDATES = 1_000
 SOME_WORDS_CANDIDATES = 100
 PREFIX_WALK = 200
+EXACT_COUNT_BELOW = 1_000
+COUNT_LIMIT = 10_000
 NAME_MATCHES = 5_000
 WALK_TIMEOUT = "150ms"
 FALLBACK_BELOW = 10
@@ -206,12 +208,22 @@ ORDER BY score DESC, id
 LIMIT %(take)s
 """
 
-# How many rows a part of the result has, as the planner estimates it (EXPLAIN, from the
-# text-search statistics): for `total` when a part was not read to its end.
+# How many rows each part of the result has (names and emails; the bio), for `total`
+# when a part was not read to its end: the planner's estimate (EXPLAIN, from the
+# text-search statistics) and, when that is small, an exact count (stopping at
+# COUNT_LIMIT, in case the estimate was wrong).
 ESTIMATE_NAME_MATCHES = """
 EXPLAIN (FORMAT JSON)
 SELECT 1 FROM contacts c
 WHERE c.name_vector @@ %(names)s::tsquery AND c.deleted_at IS NULL
+"""
+
+COUNT_NAME_MATCHES = """
+SELECT count(*) AS n FROM (
+    SELECT 1 FROM contacts c
+    WHERE c.name_vector @@ %(names)s::tsquery AND c.deleted_at IS NULL
+    LIMIT %(cap)s
+) part
 """
 
 ESTIMATE_BIO_MATCHES = """
@@ -219,6 +231,15 @@ EXPLAIN (FORMAT JSON)
 SELECT 1 FROM contacts c
 WHERE c.search_vector @@ %(any)s::tsquery AND NOT c.name_vector @@ %(names)s::tsquery
   AND c.deleted_at IS NULL
+"""
+
+COUNT_BIO_MATCHES = """
+SELECT count(*) AS n FROM (
+    SELECT 1 FROM contacts c
+    WHERE c.search_vector @@ %(any)s::tsquery AND NOT c.name_vector @@ %(names)s::tsquery
+      AND c.deleted_at IS NULL
+    LIMIT %(cap)s
+) part
 """
 
 # For each word of the text, whether it is a name word, and the name words nearest to it.
@@ -327,13 +348,14 @@ def search_contacts(
     rows: list[dict] = []
     total = 0
     bands = _SEVERAL_WORDS_BANDS if several_words else _ONE_WORD_BANDS
-    for band, estimate in zip(bands, (ESTIMATE_NAME_MATCHES, ESTIMATE_BIO_MATCHES), strict=True):
+    parts = ((ESTIMATE_NAME_MATCHES, COUNT_NAME_MATCHES), (ESTIMATE_BIO_MATCHES, COUNT_BIO_MATCHES))
+    for band, (estimate, count) in zip(bands, parts, strict=True):
         found, size = [], None
         if len(rows) < need:
             found, size = _run_band(conn, band, params, need - len(rows))
             rows += found
-        if size is None:  # not read to its end: the planner's estimate, at least what we saw
-            size = max(_estimate(conn, estimate, params), len(found))
+        if size is None:  # not read to its end
+            size = max(_part_size(conn, estimate, count, params), len(found))
         total += size
 
     terms = _query_terms(text)
@@ -365,13 +387,15 @@ def _run_band(
         return [], 0
     take = max(take, 1)
     candidates = max(band.candidates, params["need"])
-    band_params = {**params, "candidates": candidates, "walk": candidates, "take": take}
+    # One row more than the page needs tells whether an unscored band ended.
+    limit = take if band.scored else take + 1
+    band_params = {**params, "candidates": candidates, "walk": candidates, "take": limit}
     found = _fetch_guarded(conn, band.sql, band_params) if band.guarded else None
     if found is None:
         statement = _without_walk(band.sql) if band.guarded else band.sql
         found = _execute(conn, statement, band_params).fetchall()
     if not band.scored:
-        size = len(found) if len(found) < take else None
+        size = len(found) if len(found) <= take else None
     else:
         for row in found:
             row.setdefault("band", band.number)
@@ -410,11 +434,15 @@ def _execute(conn: psycopg.Connection, statement: str, params: dict) -> psycopg.
     return conn.execute(statement, params, prepare=False)
 
 
-def _estimate(conn: psycopg.Connection, statement: str, params: dict) -> int:
+def _part_size(conn: psycopg.Connection, estimate: str, count: str, params: dict) -> int:
+    """Exact when the planner expects at most EXACT_COUNT_BELOW rows, else its estimate."""
     if not params["names"] or not params["any"]:
         return 0
-    plan = _execute(conn, statement, params).fetchone()["QUERY PLAN"]
-    return int(plan[0]["Plan"]["Plan Rows"])
+    plan = _execute(conn, estimate, params).fetchone()["QUERY PLAN"]
+    expected = int(plan[0]["Plan"]["Plan Rows"])
+    if expected > EXACT_COUNT_BELOW:
+        return expected
+    return _execute(conn, count, {**params, "cap": COUNT_LIMIT}).fetchone()["n"]
 
 
 def _typo_query(conn: psycopg.Connection, lexemes: list[str]) -> tuple[str, list[str]]:
