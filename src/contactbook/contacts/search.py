@@ -226,17 +226,18 @@ SELECT count(*) AS n FROM (
 ) part
 """
 
-ESTIMATE_BIO_MATCHES = """
+# Every match: search_vector holds the names too, so its estimate stands for the union
+# (an estimate of the bio-only part would count every name match a second time).
+ESTIMATE_ALL_MATCHES = """
 EXPLAIN (FORMAT JSON)
 SELECT 1 FROM contacts c
-WHERE c.search_vector @@ %(any)s::tsquery AND NOT c.name_vector @@ %(names)s::tsquery
-  AND c.deleted_at IS NULL
+WHERE c.search_vector @@ %(any)s::tsquery AND c.deleted_at IS NULL
 """
 
-COUNT_BIO_MATCHES = """
+COUNT_ALL_MATCHES = """
 SELECT count(*) AS n FROM (
     SELECT 1 FROM contacts c
-    WHERE c.search_vector @@ %(any)s::tsquery AND NOT c.name_vector @@ %(names)s::tsquery
+    WHERE (c.name_vector @@ %(names)s::tsquery OR c.search_vector @@ %(any)s::tsquery)
       AND c.deleted_at IS NULL
     LIMIT %(cap)s
 ) part
@@ -345,18 +346,20 @@ def search_contacts(
     params["excluding"] = bool(words.excluded)
     several_words = len(words.positive) > 1
 
-    rows: list[dict] = []
-    total = 0
-    bands = _SEVERAL_WORDS_BANDS if several_words else _ONE_WORD_BANDS
-    parts = ((ESTIMATE_NAME_MATCHES, COUNT_NAME_MATCHES), (ESTIMATE_BIO_MATCHES, COUNT_BIO_MATCHES))
-    for band, (estimate, count) in zip(bands, parts, strict=True):
-        found, size = [], None
-        if len(rows) < need:
-            found, size = _run_band(conn, band, params, need - len(rows))
-            rows += found
-        if size is None:  # not read to its end
-            size = max(_part_size(conn, estimate, count, params), len(found))
+    name_band, bio_band = _SEVERAL_WORDS_BANDS if several_words else _ONE_WORD_BANDS
+    rows, size = _run_band(conn, name_band, params, need)
+    if size is None:  # not read to its end
+        size = max(_part_size(conn, ESTIMATE_NAME_MATCHES, COUNT_NAME_MATCHES, params), len(rows))
+    total = size
+    found, size = [], None
+    if len(rows) < need:
+        found, size = _run_band(conn, bio_band, params, need - len(rows))
+        rows += found
+    if size is not None:
         total += size
+    else:
+        estimate = _part_size(conn, ESTIMATE_ALL_MATCHES, COUNT_ALL_MATCHES, params)
+        total = max(total + len(found), estimate)
 
     terms = _query_terms(text)
     if total < FALLBACK_BELOW and params["lexemes"]:
