@@ -26,8 +26,9 @@ table at a time (band 7 scores at most BIO_CANDIDATES rows). The reported `rank`
 9 - band + a score in [0, 1), so it decreases down the list.
 
 `total` (the API's `X-Total-Count`) is exact when the result was read to its end (every
-small result); otherwise it is PostgreSQL's estimate (EXPLAIN, from the text-search
-statistics) for the parts not read to the end: a word in 300,000 bios is not counted.
+small result) or when the planner expects at most EXACT_COUNT_BELOW matches (counted);
+otherwise it is PostgreSQL's estimate (EXPLAIN, from the text-search statistics): a
+word in 300,000 bios is not counted.
 
 The text always goes through `websearch_to_tsquery` (quoted phrases, `or`, `-word`) or,
 for prefixes and "some words", through `to_tsquery` as quoted operands
