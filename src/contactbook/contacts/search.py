@@ -38,6 +38,7 @@ as SQL. Statements are never prepared: a generic plan cannot see how rare a word
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 import unicodedata
@@ -502,6 +503,7 @@ def _lexeme(word: str) -> str:
     return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
+@functools.lru_cache(maxsize=65_536)  # highlighting folds the same bio words again and again
 def fold(value: str) -> str:
     """Lower-case and strip accents, the way the index folds names."""
     decomposed = unicodedata.normalize("NFKD", value)
