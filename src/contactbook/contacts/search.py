@@ -315,7 +315,8 @@ class _Band:
 
 # (bands 1-6, bands 7) for one word and for several words
 _ONE_WORD_BANDS = (
-    _Band(1, NAME_BANDS_ONE_WORD, PREFIX_WALK, "prefix", scored=False, guarded=True),
+    # One word: the statistics of name_vector and name_only_vector see it as it is.
+    _Band(1, NAME_BANDS_ONE_WORD, PREFIX_WALK, "prefix", scored=False),
     _Band(7, BAND_ANYWHERE, BIO_CANDIDATES, "any"),
 )
 _SEVERAL_WORDS_BANDS = (
