@@ -54,6 +54,7 @@ TYPO_CANDIDATES = 500
 BIO_CANDIDATES = 1_000
 SOME_WORDS_CANDIDATES = 100
 PREFIX_WALK = 200
+WALK_ABOVE = 5_000
 EXACT_COUNT_BELOW = 1_000
 COUNT_LIMIT = 10_000
 NAME_MATCHES = 5_000
@@ -299,6 +300,13 @@ LIMIT %(take)s
 # --------------------------------------------------------------------------- search
 
 
+def _without_walk(statement: str) -> str:
+    """The same statement with `ORDER BY c.id + 0`: the id index cannot give the order."""
+    return statement.replace("ORDER BY c.id\n", "ORDER BY c.id + 0\n").replace(
+        "ORDER BY c.id LIMIT", "ORDER BY c.id + 0 LIMIT"
+    )
+
+
 @dataclass(frozen=True)
 class _Band:
     number: int
@@ -318,6 +326,9 @@ _ONE_WORD_BANDS = (
     # One word: the statistics of name_vector and name_only_vector see it as it is.
     _Band(1, NAME_BANDS_ONE_WORD, PREFIX_WALK, "prefix", scored=False),
     _Band(7, BAND_ANYWHERE, BIO_CANDIDATES, "any"),
+)
+_ONE_WORD_NAMES_BITMAP = _Band(
+    1, _without_walk(NAME_BANDS_ONE_WORD), PREFIX_WALK, "prefix", scored=False
 )
 _SEVERAL_WORDS_BANDS = (
     _Band(1, NAME_BANDS_SEVERAL_WORDS, NAME_MATCHES, "names"),
@@ -350,9 +361,18 @@ def search_contacts(
     several_words = len(words.positive) > 1
 
     name_band, bio_band = _SEVERAL_WORDS_BANDS if several_words else _ONE_WORD_BANDS
+    expected_names = None
+    if not several_words:
+        # The planner walks the id index for a name it expects 1,500 times (12,000 rows
+        # read, 6 ms) where the bitmap reads 1,500 (2 ms); the walk pays off only for
+        # names shared by more than WALK_ABOVE people. Its estimate serves `total` too.
+        expected_names = _expected(conn, ESTIMATE_NAME_MATCHES, params)
+        if expected_names <= WALK_ABOVE:
+            name_band = _ONE_WORD_NAMES_BITMAP
     rows, size = _run_band(conn, name_band, params, need)
     if size is None:  # not read to its end
-        size = max(_part_size(conn, ESTIMATE_NAME_MATCHES, COUNT_NAME_MATCHES, params), len(rows))
+        size = _part_size(conn, ESTIMATE_NAME_MATCHES, COUNT_NAME_MATCHES, params, expected_names)
+        size = max(size, len(rows))
     total = size
     found, size = [], None
     if len(rows) < need:
@@ -427,25 +447,30 @@ def _fetch_guarded(conn: psycopg.Connection, statement: str, params: dict) -> li
         return None
 
 
-def _without_walk(statement: str) -> str:
-    """The same statement with `ORDER BY c.id + 0`: the id index cannot give the order."""
-    return statement.replace("ORDER BY c.id\n", "ORDER BY c.id + 0\n").replace(
-        "ORDER BY c.id LIMIT", "ORDER BY c.id + 0 LIMIT"
-    )
-
-
 def _execute(conn: psycopg.Connection, statement: str, params: dict) -> psycopg.Cursor:
     # Never prepared: a prepared statement may switch to a generic plan, which cannot see
     # how rare a word is and walks the whole id index for a surname of eight people.
     return conn.execute(statement, params, prepare=False)
 
 
-def _part_size(conn: psycopg.Connection, estimate: str, count: str, params: dict) -> int:
-    """Exact when the planner expects at most EXACT_COUNT_BELOW rows, else its estimate."""
+def _expected(conn: psycopg.Connection, estimate: str, params: dict) -> int:
+    """The planner's estimate of how many rows the EXPLAINed statement returns."""
     if not params["names"] or not params["any"]:
         return 0
     plan = _execute(conn, estimate, params).fetchone()["QUERY PLAN"]
-    expected = int(plan[0]["Plan"]["Plan Rows"])
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+def _part_size(
+    conn: psycopg.Connection,
+    estimate: str,
+    count: str,
+    params: dict,
+    expected: int | None = None,
+) -> int:
+    """Exact when the planner expects at most EXACT_COUNT_BELOW rows, else its estimate."""
+    if expected is None:
+        expected = _expected(conn, estimate, params)
     if expected > EXACT_COUNT_BELOW:
         return expected
     return _execute(conn, count, {**params, "cap": COUNT_LIMIT}).fetchone()["n"]
