@@ -19,7 +19,9 @@ Query classes, with terms picked from the loaded data: selective (a surname with
 rows), two common words, prefix (3-4 letters), typo (a rare surname with two letters
 swapped), and, without a target, the commonest first name. For the common classes the
 top 20 are checked against an exhaustive ranking (every match scored) and the overlap
-is printed. Not a test: figures depend on the machine and on what else runs on it.
+is printed. The embedded server runs with shared_buffers 1GB and jit off (see
+EMBEDDED_SETTINGS); a DATABASE_URL server is used as it is. Not a test: figures depend
+on the machine and on what else runs on it.
 """
 
 from __future__ import annotations
@@ -231,7 +233,7 @@ def query_classes(url: str) -> list[QueryClass]:
             for word in (common, second)
         }
     prefixes = sorted({n[:4] for n in medium[:10]} | {n[:3] for n in surnames[:10]})
-    typos = [swap_letters(name) for name in selective if len(name) >= 5]
+    typos = [swap_letters(n) for n in selective if len(n) >= 5 and swap_letters(n) != n]
     return [
         QueryClass("selective", selective, 30, "surnames with 3-19 people"),
         QueryClass("medium", medium, 30, "first names with 200-2,000 people"),
