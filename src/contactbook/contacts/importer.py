@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 # behind each other instead of racing to insert the same people twice.
 IMPORT_LOCK_KEY = 7_201_002
 
+ANALYZE_AFTER_ROWS = 10_000
+
 Progress = Callable[[int, int], None]
 """Called with (bytes read, file size) while the file streams in."""
 
@@ -195,6 +197,11 @@ def import_csv(
                 _finish_run(database_url, run_id, summary, status="failed", error=str(error))
                 raise
     _finish_run(database_url, run_id, summary, status="succeeded", error=None)
+    if summary.inserted + summary.updated >= ANALYZE_AFTER_ROWS:
+        # Search plans and X-Total-Count estimates read the statistics; don't leave them
+        # to autovacuum's timing after a big load.
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("ANALYZE contacts")
     if summary.performed:
         log.info(
             "imported %s: %d rows read, %d inserted, %d updated, %d unchanged, %d skipped",
