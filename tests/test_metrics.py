@@ -105,10 +105,10 @@ def test_a_failed_sync_is_counted_and_keeps_the_last_good_figures() -> None:
 def test_imports_add_up_their_rows() -> None:
     before = {o: value("contactbook_import_rows_total", outcome=o) for o in metrics.IMPORT_OUTCOMES}
     imports_before = value("contactbook_imports_total", status="success")
-    metrics.record_import(read=10, inserted=6, updated=2, skipped=2)
+    metrics.record_import(read=10, inserted=5, updated=2, unchanged=1, skipped=2)
     metrics.record_import(read=1, inserted=1)
     assert value("contactbook_imports_total", status="success") == imports_before + 2
-    expected = {"read": 11, "inserted": 7, "updated": 2, "skipped": 2}
+    expected = {"read": 11, "inserted": 6, "updated": 2, "unchanged": 1, "skipped": 2}
     for outcome, added in expected.items():
         assert value("contactbook_import_rows_total", outcome=outcome) == before[outcome] + added
 

@@ -12,7 +12,7 @@ Families (all prefixed `contactbook_`):
 | `sync_last_run_contacts` | gauge | figure (fetched, inserted, linked, updated, removed, …) |
 | `sync_contacts_total` | counter | figure |
 | `imports_total` | counter | status |
-| `import_rows_total` | counter | outcome (read, inserted, updated, skipped) |
+| `import_rows_total` | counter | outcome (read, inserted, updated, unchanged, skipped) |
 | `celery_tasks_total` | counter | task, state (SUCCESS, FAILURE, RETRY, …) |
 | `celery_task_duration_seconds` | histogram | task, state |
 | `celery_task_failures_total` | counter | task, exception (the class name) |
@@ -73,7 +73,7 @@ __all__ = [
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own switch, inherited by children
 UNMATCHED_ROUTE = "<unmatched>"
 SYNC_FIGURES = ("fetched", "inserted", "linked", "updated", "removed", "unchanged")
-IMPORT_OUTCOMES = ("read", "inserted", "updated", "skipped")
+IMPORT_OUTCOMES = ("read", "inserted", "updated", "unchanged", "skipped")
 
 # `_created` series double the output and are not exported in multiprocess mode anyway.
 disable_created_metrics()
@@ -168,7 +168,13 @@ def record_sync_run(
 
 
 def record_import(
-    *, read: int = 0, inserted: int = 0, updated: int = 0, skipped: int = 0, status: str = "success"
+    *,
+    read: int = 0,
+    inserted: int = 0,
+    updated: int = 0,
+    unchanged: int = 0,
+    skipped: int = 0,
+    status: str = "success",
 ) -> None:
     """A finished CSV import (`status` success or failed) and its row figures."""
     families = _families()
@@ -177,6 +183,7 @@ def record_import(
         ("read", read),
         ("inserted", inserted),
         ("updated", updated),
+        ("unchanged", unchanged),
         ("skipped", skipped),
     ):
         families.import_rows.labels(outcome=outcome).inc(max(value, 0))
@@ -350,7 +357,7 @@ def _families() -> _Families:
         imports=Counter("imports", "CSV imports, by outcome.", ["status"], **common),
         import_rows=Counter(
             "import_rows",
-            "CSV rows read, inserted, updated, skipped by imports.",
+            "CSV rows read, inserted, updated, unchanged, skipped by imports.",
             ["outcome"],
             **common,
         ),
