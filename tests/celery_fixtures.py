@@ -1,28 +1,30 @@
-"""A real Celery worker on the test session's Redis and database (import the fixtures).
+"""A real Celery worker on the test session's Redis and database: a pytest plugin.
 
-One worker for the whole session, in a thread of the test process (thread pool, four
-at once), consuming the same queue as every API the tests start: tests talk to it only
+Use it with `pytest_plugins = ["celery_fixtures"]` (so its session fixtures exist once
+however many modules use them; helpers are in `celery_support`).
+
+One `contactbook worker` process for the whole session (its defaults: prefork, two at
+once), consuming the same queue as every API the tests start: tests talk to it only
 through HTTP or Celery, as a deployment would. `wait_for_task` polls a task to the end.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from celery.contrib.testing.worker import start_worker
+from celery_support import ADMIN_TOKEN
 
 from contactbook.config import Settings
-from contactbook.tasks import QUEUE, ContactBookCelery, create_celery_app
+from contactbook.tasks import QUEUE, ContactBookCelery, create_celery_app, worker_answers
 
-ADMIN_TOKEN = "admin-token-for-tests"
-
-#: Celery's Redis result backend calls redis-py's `setex`, which redis-py 8 deprecates;
-#: modules that run tasks ignore that one warning (`pytestmark = CELERY_WARNINGS`).
-CELERY_WARNINGS = pytest.mark.filterwarnings("ignore:Call to deprecated setex:DeprecationWarning")
+CONTACTBOOK = str(Path(sys.executable).with_name("contactbook"))
 
 
 @pytest.fixture(scope="session")
@@ -42,22 +44,54 @@ def worker_settings(database_url: str, redis_url: str, worker_home: Path) -> Set
 
 
 @pytest.fixture(scope="session")
-def celery_worker(worker_settings: Settings) -> Iterator[ContactBookCelery]:
-    """A Celery worker running Contact Book's tasks; yields its app."""
+def worker_log(worker_home: Path) -> Path:
+    """What the worker logged (INFO: every task received and finished)."""
+    return worker_home / "worker.log"
+
+
+@pytest.fixture(scope="session")
+def celery_worker(worker_settings: Settings, worker_log: Path) -> Iterator[ContactBookCelery]:
+    """A real `contactbook worker` process on the session's Redis and database.
+
+    Yields a Celery app configured like it, for sending tasks and reading results.
+    """
     app = create_celery_app(worker_settings)
-    app.conf.worker_hijack_root_logger = False
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge(QUEUE)  # nothing left over from another run
-    with start_worker(
-        app,
-        pool="threads",
-        concurrency=4,
-        perform_ping_check=False,
-        loglevel="WARNING",
-        shutdown_timeout=60,  # a busy machine can take more than the default 10 s
-    ):
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DATABASE_URL", "REDIS_URL", "CELERY_", "NIMBLE_", "CONTACTBOOK_"))
+    }
+    env.update(
+        DATABASE_URL=worker_settings.database_url,
+        REDIS_URL=worker_settings.redis_url,
+        CONTACTBOOK_HOME=str(worker_settings.contactbook_home),
+        LOG_LEVEL="INFO",
+    )
+    with worker_log.open("ab") as log:
+        worker = subprocess.Popen(
+            [CONTACTBOOK, "worker"],
+            env=env,
+            cwd=worker_settings.contactbook_home,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not worker_answers(app, timeout=0.5):
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the test worker did not start:\n{worker_log.read_text()}")
         yield app
-    app.close()
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+        app.close()
 
 
 @pytest.fixture
@@ -71,35 +105,3 @@ def celery_api(live_api, redis_url: str, worker_home: Path) -> Callable[..., str
         return live_api(**overrides)
 
     return start
-
-
-def admin_headers(token: str = ADMIN_TOKEN) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def wait_for_task(
-    status_url: str, *, headers: dict[str, str] | None = None, timeout: float = 30
-) -> dict:
-    """Poll a task's status URL until it is SUCCESS or FAILURE; return the last answer."""
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = httpx.get(status_url, headers=headers, timeout=10)
-        answer.raise_for_status()
-        body = answer.json()
-        if body["status"] in ("SUCCESS", "FAILURE"):
-            return body
-        if time.monotonic() > deadline:
-            raise AssertionError(f"task still {body['status']} after {timeout}s: {body}")
-        time.sleep(0.02)
-
-
-def wait_until(condition: Callable[[], object], *, timeout: float = 30, what: str = "") -> object:
-    """Poll `condition` until it returns something truthy; return that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
-        time.sleep(0.05)

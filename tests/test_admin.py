@@ -5,18 +5,12 @@ from __future__ import annotations
 import httpx
 import psycopg
 import pytest
-from celery_fixtures import (  # noqa: F401  (fixtures, by name)
-    CELERY_WARNINGS,
-    admin_headers,
-    celery_api,
-    celery_worker,
-    wait_for_task,
-    worker_home,
-    worker_settings,
-)
+from celery_support import CELERY_WARNINGS, admin_headers, wait_for_task
 
 from contactbook import tasks
 
+#: The session's worker and its fixtures, defined once for every module that uses them.
+pytest_plugins = ["celery_fixtures"]
 pytestmark = CELERY_WARNINGS
 
 PEOPLE = (
@@ -35,12 +29,12 @@ ADMIN_ROUTES = [
 
 
 @pytest.fixture
-def api(celery_worker, celery_api, db_url) -> httpx.Client:  # noqa: F811
+def api(celery_worker, celery_api, db_url) -> httpx.Client:
     with httpx.Client(base_url=celery_api(), headers=admin_headers(), timeout=10) as client:
         yield client
 
 
-def uploads(worker_settings) -> list[str]:  # noqa: F811
+def uploads(worker_settings) -> list[str]:
     folder = tasks.uploads_dir(worker_settings)
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
@@ -53,7 +47,7 @@ def task_outcome(api: httpx.Client, task_id: str) -> dict:
 
 
 @pytest.mark.parametrize(("method", "path"), ADMIN_ROUTES)
-def test_admin_routes_need_the_admin_token(celery_api, method, path):  # noqa: F811
+def test_admin_routes_need_the_admin_token(celery_api, method, path):
     url = celery_api()
 
     missing = httpx.request(method, url + path)
@@ -65,7 +59,7 @@ def test_admin_routes_need_the_admin_token(celery_api, method, path):  # noqa: F
 
 
 @pytest.mark.parametrize(("method", "path"), ADMIN_ROUTES)
-def test_admin_routes_are_closed_when_no_admin_token_is_configured(celery_api, method, path):  # noqa: F811
+def test_admin_routes_are_closed_when_no_admin_token_is_configured(celery_api, method, path):
     url = celery_api(contactbook_admin_token=None)
 
     response = httpx.request(method, url + path, headers=admin_headers())
@@ -74,7 +68,7 @@ def test_admin_routes_are_closed_when_no_admin_token_is_configured(celery_api, m
     assert "CONTACTBOOK_ADMIN_TOKEN" in response.json()["detail"]
 
 
-def test_a_read_token_is_not_an_admin_token(celery_api):  # noqa: F811
+def test_a_read_token_is_not_an_admin_token(celery_api):
     url = celery_api(contactbook_api_tokens="reader")
 
     response = httpx.post(f"{url}/api/v1/sync", headers=admin_headers("reader"))
@@ -123,7 +117,7 @@ def test_sync_runs_lists_recent_runs_newest_first_with_figures_and_errors(api, d
 # --------------------------------------------------------------------------- imports
 
 
-def test_an_uploaded_csv_is_imported_by_the_worker_and_then_removed(api, db_url, worker_settings):  # noqa: F811
+def test_an_uploaded_csv_is_imported_by_the_worker_and_then_removed(api, db_url, worker_settings):
     response = api.post(
         "/api/v1/imports", files={"file": ("people.csv", PEOPLE.encode(), "text/csv")}
     )
@@ -140,7 +134,7 @@ def test_an_uploaded_csv_is_imported_by_the_worker_and_then_removed(api, db_url,
     assert uploads(worker_settings) == []
 
 
-def test_a_raw_csv_body_is_accepted_too(api, worker_settings):  # noqa: F811
+def test_a_raw_csv_body_is_accepted_too(api, worker_settings):
     response = api.post(
         "/api/v1/imports", content=PEOPLE.encode(), headers={"Content-Type": "text/csv"}
     )
@@ -158,7 +152,7 @@ def test_an_import_task_id_is_not_a_search_task_id(api):
     assert api.get(f"/api/v2/search/status/{task_id}").status_code == 404
 
 
-def test_an_upload_over_the_limit_is_413_by_its_content_length(celery_api, worker_settings):  # noqa: F811
+def test_an_upload_over_the_limit_is_413_by_its_content_length(celery_api, worker_settings):
     url = celery_api(max_upload_bytes=1000)
     body = b"First Name,Email\n" + b"x,x@example.com\n" * 20_000  # ~320 kB
 
@@ -174,7 +168,7 @@ def test_an_upload_over_the_limit_is_413_by_its_content_length(celery_api, worke
 
 
 @pytest.mark.parametrize("as_form", [True, False])
-def test_a_streamed_upload_is_cut_off_at_the_limit(celery_api, worker_settings, as_form):  # noqa: F811
+def test_a_streamed_upload_is_cut_off_at_the_limit(celery_api, worker_settings, as_form):
     url = celery_api(max_upload_bytes=1000)
     csv_bytes = b"First Name,Email\n" + b"x,x@example.com\n" * 300  # ~4.8 kB, no length
     boundary = "contactbook-test-boundary"
@@ -212,7 +206,7 @@ def test_a_streamed_upload_is_cut_off_at_the_limit(celery_api, worker_settings, 
         (b"\x00\x01\x02\xff\xfe binary", ""),
     ],
 )
-def test_an_unusable_upload_is_422_at_once(api, worker_settings, content, fragment):  # noqa: F811
+def test_an_unusable_upload_is_422_at_once(api, worker_settings, content, fragment):
     response = api.post("/api/v1/imports", files={"file": ("bad.csv", content, "text/csv")})
 
     assert response.status_code == 422
@@ -238,7 +232,7 @@ def test_unknown_task_id_is_404(api):
     assert api.get("/api/v1/tasks/never-issued").status_code == 404
 
 
-def test_admin_token_check_happens_before_the_upload_is_read(celery_api, worker_settings):  # noqa: F811
+def test_admin_token_check_happens_before_the_upload_is_read(celery_api, worker_settings):
     url = celery_api(max_upload_bytes=10**9)
 
     response = httpx.post(f"{url}/api/v1/imports", files={"file": ("p.csv", PEOPLE.encode())})

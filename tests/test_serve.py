@@ -11,20 +11,15 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from celery.signals import task_prerun
-from celery_fixtures import (  # noqa: F401  (fixtures, by name)
-    CELERY_WARNINGS,
-    celery_worker,
-    wait_until,
-    worker_home,
-    worker_settings,
-)
+from celery_support import CELERY_WARNINGS, wait_until
 from conftest import CONTACTBOOK
 from support import free_port
 
 from contactbook.embedded import EmbeddedPostgres, EmbeddedRedis
 from contactbook.tasks import IMPORT_TASK, QUEUE
 
+#: The session's worker and its fixtures, defined once for every module that uses them.
+pytest_plugins = ["celery_fixtures"]
 pytestmark = CELERY_WARNINGS
 
 SAMPLE_ROWS = 200
@@ -132,20 +127,15 @@ def test_serve_runs_api_worker_and_beat_and_sigterm_stops_them_all(cli_env, tmp_
 
 
 def test_start_up_import_runs_once_when_two_apis_start_together(
-    celery_worker,  # noqa: F811
+    celery_worker,
+    worker_log,
     cli_env,
     redis_url,
     db_url,
     tmp_path,
 ):
     env = {**cli_env, "REDIS_URL": redis_url}
-    ran_on_worker = []
-
-    def record(sender=None, **kwargs):
-        if sender.name == IMPORT_TASK:
-            ran_on_worker.append(kwargs["task_id"])
-
-    task_prerun.connect(record, weak=False)
+    logged_before = worker_log.read_text()
     ports = [free_port(), free_port()]
     logs = [tmp_path / f"api-{port}.log" for port in ports]
     apis = []
@@ -185,7 +175,6 @@ def test_start_up_import_runs_once_when_two_apis_start_together(
             api.terminate()
         for api in apis:
             api.wait(timeout=30)
-        task_prerun.disconnect(record)
 
     with psycopg.connect(db_url) as conn:
         performed = conn.execute("SELECT count(*) FROM import_runs WHERE rows_read > 0").fetchone()[
@@ -194,7 +183,8 @@ def test_start_up_import_runs_once_when_two_apis_start_together(
         contacts = conn.execute("SELECT count(*) FROM contacts").fetchone()[0]
     assert performed == 1
     assert contacts == SAMPLE_ROWS
-    assert ran_on_worker  # the import ran on the worker, not in an API process
+    # The import ran on the worker, not in an API process.
+    assert f"{IMPORT_TASK}[" in worker_log.read_text().removeprefix(logged_before)
 
 
 @pytest.mark.parametrize(

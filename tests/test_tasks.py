@@ -8,12 +8,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 from celery.schedules import crontab
-from celery_fixtures import (  # noqa: F401  (fixtures, by name)
-    CELERY_WARNINGS,
-    celery_worker,
-    worker_home,
-    worker_settings,
-)
+from celery_support import CELERY_WARNINGS
 from nimble_fixtures import API_KEY, people, simulator_server
 
 from contactbook import tasks
@@ -21,6 +16,8 @@ from contactbook.config import SAMPLE_CSV
 from contactbook.contacts.importer import UnusableCsvError
 from contactbook.nimble.sync import SYNC_LOCK_KEY
 
+#: The session's worker and its fixtures, defined once for every module that uses them.
+pytest_plugins = ["celery_fixtures"]
 pytestmark = CELERY_WARNINGS
 
 TWO_PEOPLE = "First Name,Last Name,Email\nAda,Lovelace,ada@example.com\nAlan,Turing,alan@x.org\n"
@@ -120,7 +117,7 @@ def test_celery_broker_and_backend_can_be_set_apart_from_redis_url(make_settings
 # --------------------------------------------------------------------------- remembered ids
 
 
-def test_issued_ids_are_remembered_as_long_as_results(celery_worker):  # noqa: F811
+def test_issued_ids_are_remembered_as_long_as_results(celery_worker):
     task_id = tasks.submit(celery_worker, tasks.SEARCH_TASK, kind="search", text="tom")
     key = f"contactbook-issued-{task_id}"
 
@@ -134,7 +131,7 @@ def test_issued_ids_are_remembered_as_long_as_results(celery_worker):  # noqa: F
 # --------------------------------------------------------------------------- import
 
 
-def test_import_task_imports_through_the_worker(celery_worker, db_url, write_csv):  # noqa: F811
+def test_import_task_imports_through_the_worker(celery_worker, db_url, write_csv):
     path = write_csv(TWO_PEOPLE)
 
     result = celery_worker.send_task(tasks.IMPORT_TASK, kwargs={"path": str(path)})
@@ -144,7 +141,7 @@ def test_import_task_imports_through_the_worker(celery_worker, db_url, write_csv
     assert path.exists()  # not an upload: left alone
 
 
-def test_start_up_import_only_when_empty(worker_settings, db_url):  # noqa: F811
+def test_start_up_import_only_when_empty(worker_settings, db_url):
     first = tasks.import_file(
         worker_settings, SAMPLE_CSV, source="start-up", only_if_empty=True, remove_after=False
     )
@@ -156,7 +153,7 @@ def test_start_up_import_only_when_empty(worker_settings, db_url):  # noqa: F811
     assert not second["performed"] and second["inserted"] == 0
 
 
-def test_an_imported_upload_is_removed_and_a_second_delivery_is_a_no_op(worker_settings, db_url):  # noqa: F811
+def test_an_imported_upload_is_removed_and_a_second_delivery_is_a_no_op(worker_settings, db_url):
     upload = tasks.uploads_dir(worker_settings) / "test-upload.csv"
     upload.parent.mkdir(parents=True, exist_ok=True)
     upload.write_text(TWO_PEOPLE)
@@ -172,7 +169,7 @@ def test_an_imported_upload_is_removed_and_a_second_delivery_is_a_no_op(worker_s
     assert again == {"source": "upload", "performed": False, "reason": "already imported"}
 
 
-def test_an_upload_missing_from_this_workers_disk_is_a_clear_failure(worker_settings, db_url):  # noqa: F811
+def test_an_upload_missing_from_this_workers_disk_is_a_clear_failure(worker_settings, db_url):
     upload = tasks.uploads_dir(worker_settings) / "never-here.csv"
 
     with pytest.raises(tasks.UploadMissing, match="must share CONTACTBOOK_HOME"):
@@ -181,7 +178,7 @@ def test_an_upload_missing_from_this_workers_disk_is_a_clear_failure(worker_sett
         )
 
 
-def test_an_unusable_upload_fails_and_is_removed(worker_settings, db_url):  # noqa: F811
+def test_an_unusable_upload_fails_and_is_removed(worker_settings, db_url):
     upload = tasks.uploads_dir(worker_settings) / "garbage.csv"
     upload.parent.mkdir(parents=True, exist_ok=True)
     upload.write_bytes(b"\xff\xfe\x00garbage\x00\x00")
@@ -195,7 +192,7 @@ def test_an_unusable_upload_fails_and_is_removed(worker_settings, db_url):  # no
 
 
 def test_remove_after_never_deletes_a_file_outside_the_uploads_folder(
-    worker_settings,  # noqa: F811
+    worker_settings,
     db_url,
     write_csv,
 ):

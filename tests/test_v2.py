@@ -7,23 +7,18 @@ import uuid
 
 import httpx
 import pytest
-from celery_fixtures import (  # noqa: F401  (fixtures, by name)
-    CELERY_WARNINGS,
-    celery_api,
-    celery_worker,
-    wait_for_task,
-    worker_home,
-    worker_settings,
-)
+from celery_support import CELERY_WARNINGS, wait_for_task
 
 from contactbook.config import SAMPLE_CSV
 from contactbook.contacts.importer import import_csv
 
+#: The session's worker and its fixtures, defined once for every module that uses them.
+pytest_plugins = ["celery_fixtures"]
 pytestmark = CELERY_WARNINGS
 
 
 @pytest.fixture
-def api(celery_worker, celery_api, db_url) -> httpx.Client:  # noqa: F811
+def api(celery_worker, celery_api, db_url) -> httpx.Client:
     import_csv(db_url, SAMPLE_CSV)
     with httpx.Client(base_url=celery_api(), timeout=10) as client:
         yield client
@@ -100,7 +95,7 @@ def test_bad_input_is_a_422_at_once_never_a_task(api, method, params, fragment):
     assert "task_id" not in response.json()
 
 
-def test_v2_needs_a_read_token_when_tokens_are_configured(celery_worker, celery_api, db_url):  # noqa: F811
+def test_v2_needs_a_read_token_when_tokens_are_configured(celery_worker, celery_api, db_url):
     url = celery_api(contactbook_api_tokens="reader-1,reader-2")
 
     missing = httpx.post(f"{url}/api/v2/search", params={"text": "tom"})

@@ -106,11 +106,24 @@ def api(
         )
 
 
+class WorkerPool(StrEnum):
+    prefork = "prefork"
+    threads = "threads"
+    solo = "solo"
+
+
 @app.command()
 def worker(
     concurrency: Annotated[
-        int, typer.Option(min=1, max=64, help="Tasks run at once (worker processes).")
+        int, typer.Option(min=1, max=64, help="Tasks run at once (processes or threads).")
     ] = 2,
+    pool: Annotated[
+        WorkerPool,
+        typer.Option(
+            help="prefork: a process per task slot (time limits work); threads: "
+            "lighter, for searches; solo: one task at a time, in this process."
+        ),
+    ] = WorkerPool.prefork,
     loglevel: Annotated[str | None, typer.Option(help="Log level (default LOG_LEVEL).")] = None,
 ) -> None:
     """Run a Celery worker: v2 searches, CSV imports and syncs.
@@ -134,6 +147,7 @@ def worker(
             [
                 "worker",
                 f"--concurrency={concurrency}",
+                f"--pool={pool.value}",
                 f"--loglevel={(loglevel or settings.log_level).upper()}",
                 "--without-gossip",
                 "--without-mingle",

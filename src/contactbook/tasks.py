@@ -84,9 +84,10 @@ class ContactBookCelery(Celery):
 
     settings: Settings
 
-    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+    def __init__(self, settings: Settings, *, submit_only: bool = False, **kwargs: Any) -> None:
         super().__init__("contactbook", set_as_current=False, **kwargs)
         self.settings = settings
+        self.submit_only = submit_only
         self._search_pool: ConnectionPool | None = None
         self._search_pool_pid = 0
         self._search_pool_lock = threading.Lock()
@@ -105,12 +106,25 @@ class ContactBookCelery(Celery):
             pool = self._search_pool
         return pool.connection()
 
+    def _get_backend(self):
+        backend = super()._get_backend()
+        if self.submit_only:
+            # Sending a task normally subscribes this process to the task's result channel
+            # so that `.get()` can wait. The API never waits (clients poll the status
+            # endpoint), and nothing would ever read those subscriptions' messages.
+            backend.on_task_call = _no_result_subscription
+        return backend
+
     def close(self) -> None:
         with self._search_pool_lock:
             if self._search_pool is not None and self._search_pool_pid == os.getpid():
                 self._search_pool.close()
             self._search_pool = None
         super().close()
+
+
+def _no_result_subscription(producer: Any, task_id: str) -> dict:
+    return {}
 
 
 def parse_sync_schedule(expression: str) -> crontab:
@@ -191,13 +205,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def create_celery_app(settings: Settings) -> ContactBookCelery:
+def create_celery_app(settings: Settings, *, submit_only: bool = False) -> ContactBookCelery:
     """A Celery app with Contact Book's configuration, tasks and beat schedule.
 
+    `submit_only` is for the API: it queues tasks and reads their state, never waits.
     Raises InvalidSchedule for a bad SYNC_SCHEDULE, so every process refuses to start
     with the same message rather than beat alone failing at midnight.
     """
-    app = ContactBookCelery(settings)
+    app = ContactBookCelery(settings, submit_only=submit_only)
     app.conf.update(celery_config(settings))
     _register_tasks(app)
     return app
@@ -232,6 +247,7 @@ def _register_tasks(app: ContactBookCelery) -> None:
         name=SEARCH_TASK,
         bind=True,
         shared=False,
+        track_started=False,  # done in milliseconds: a STARTED write would only cost time
         soft_time_limit=30,
         time_limit=40,
         resultrepr_maxsize=80,

@@ -61,7 +61,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # The Celery client that queues tasks (None without a broker: v2 and admin triggers
     # then answer 503). Built here so a bad SYNC_SCHEDULE stops the API at start too.
-    app.state.celery = tasks.create_celery_app(settings) if settings.broker_url else None
+    app.state.celery = (
+        tasks.create_celery_app(settings, submit_only=True) if settings.broker_url else None
+    )
     app.include_router(health.router)
     app.include_router(v1.router)
     app.include_router(v2.router)

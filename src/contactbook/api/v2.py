@@ -26,7 +26,7 @@ from contactbook.contacts.search import validate_search
 router = APIRouter(prefix="/api/v2", dependencies=[Reader], tags=["v2"])
 
 
-def get_celery(request: Request) -> Celery:
+async def get_celery(request: Request) -> Celery:  # async: no thread hop per poll
     """The app's Celery client; 503 when no broker is configured (REDIS_URL unset)."""
     celery = request.app.state.celery
     if celery is None:

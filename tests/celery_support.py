@@ -1,0 +1,47 @@
+"""Helpers for the tests that use the Celery worker (its fixtures: `celery_fixtures`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+ADMIN_TOKEN = "admin-token-for-tests"
+
+#: Celery's Redis result backend calls redis-py's `setex`, which redis-py 8 deprecates;
+#: modules that run tasks ignore that one warning (`pytestmark = CELERY_WARNINGS`).
+CELERY_WARNINGS = pytest.mark.filterwarnings("ignore:Call to deprecated setex:DeprecationWarning")
+
+
+def admin_headers(token: str = ADMIN_TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def wait_for_task(
+    status_url: str, *, headers: dict[str, str] | None = None, timeout: float = 30
+) -> dict:
+    """Poll a task's status URL until it is SUCCESS or FAILURE; return the last answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = httpx.get(status_url, headers=headers, timeout=10)
+        answer.raise_for_status()
+        body = answer.json()
+        if body["status"] in ("SUCCESS", "FAILURE"):
+            return body
+        if time.monotonic() > deadline:
+            raise AssertionError(f"task still {body['status']} after {timeout}s: {body}")
+        time.sleep(0.02)
+
+
+def wait_until(condition: Callable[[], object], *, timeout: float = 30, what: str = "") -> object:
+    """Poll `condition` until it returns something truthy; return that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        time.sleep(0.05)
