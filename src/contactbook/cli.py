@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -18,9 +19,10 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-from contactbook import db
+from contactbook import db, metrics
 from contactbook.config import Settings, export_service_urls, get_settings
 from contactbook.embedded import EmbeddedServerError, embedded_services
+from contactbook.logging import configure_logging, settings_secrets, uvicorn_log_config
 
 app = typer.Typer(
     help="Contact Book: Nimble CRM contacts in your own PostgreSQL, searchable.\n\n"
@@ -35,6 +37,7 @@ app.add_typer(db_app, name="db")
 
 out = Console()
 err = Console(stderr=True)
+log = logging.getLogger("contactbook.cli")
 
 EXIT_UNUSABLE_INPUT = 2
 
@@ -64,6 +67,7 @@ def serve(
     Example: `contactbook serve --port 8080`
     """
     settings = get_settings()
+    _observe(settings, "serve", clear_metrics=True)
     logs = settings.contactbook_home.expanduser().resolve() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     _check_schedule(settings)
@@ -92,6 +96,7 @@ def api(
     import uvicorn
 
     settings = get_settings()
+    _observe(settings, "api")
     with _services(settings, redis_needed=False) as urls:
         export_service_urls(urls.database_url, urls.redis_url)
         db.wait_for_database(urls.database_url)
@@ -102,7 +107,12 @@ def api(
             host=host,
             port=port,
             workers=workers,
-            log_level=settings.log_level.lower(),
+            # Every uvicorn worker process applies this: JSON lines, and our access log
+            # instead of uvicorn's.
+            log_config=uvicorn_log_config(
+                settings.log_level, process="api", secrets=settings_secrets(settings)
+            ),
+            access_log=False,
         )
 
 
@@ -135,6 +145,7 @@ def worker(
     --concurrency 4`
     """
     settings = get_settings()
+    _observe(settings, "worker")
     _check_schedule(settings)
     with _services(settings, redis_needed=True) as urls:
         settings = export_service_urls(urls.database_url, urls.redis_url)
@@ -145,6 +156,7 @@ def worker(
         celery = create_celery_app(settings)
         celery.worker_main(
             [
+                "--quiet",  # no banner on stdout: every line is JSON
                 "worker",
                 f"--concurrency={concurrency}",
                 f"--pool={pool.value}",
@@ -167,6 +179,7 @@ def beat(
     Examples: `contactbook beat`, `SYNC_SCHEDULE="30 2 * * *" contactbook beat`
     """
     settings = get_settings()
+    _observe(settings, "beat")
     _check_schedule(settings)
     with _services(settings, redis_needed=True) as urls:
         settings = export_service_urls(urls.database_url, urls.redis_url)
@@ -175,9 +188,10 @@ def beat(
         state = settings.contactbook_home.expanduser().resolve() / "beat"
         state.mkdir(parents=True, exist_ok=True)
         celery = create_celery_app(settings)
-        err.print(f"sync schedule: {settings.sync_schedule!r} (UTC)", highlight=False)
+        log.info("sync schedule: %r (UTC)", settings.sync_schedule)
         celery.start(
             [
+                "--quiet",  # no banner on stdout: every line is JSON
                 "beat",
                 f"--schedule={state / 'schedule'}",
                 f"--loglevel={(loglevel or settings.log_level).upper()}",
@@ -263,6 +277,7 @@ def search(
             page = search_contacts(conn, text, limit=limit)
         except InvalidSearch as error:
             raise _fail(str(error), EXIT_UNUSABLE_INPUT) from error
+    metrics.record_search(len(page.contacts), source="cli")
     hits = [SearchHit.model_validate(c).model_dump(mode="json") for c in page.contacts]
     if as_json:
         typer.echo(json.dumps(hits, ensure_ascii=False))
@@ -390,7 +405,90 @@ def db_upgrade() -> None:
     out.print("database is up to date")
 
 
+# --------------------------------------------------------------------------- operations
+
+
+@app.command()
+def backup(
+    to: Annotated[
+        Path | None,
+        typer.Option("--to", help="Directory for the dump (default CONTACTBOOK_HOME/backups)."),
+    ] = None,
+) -> None:
+    """Dump the database (pg_dump custom format) to `contactbook-YYYYmmddTHHMMSSZ.dump`.
+
+    Prints the file's path. Restore it with `contactbook restore FILE`.
+
+    Examples: `contactbook backup`, `contactbook backup --to /mnt/backups`
+    """
+    from contactbook.backup import BackupError, backup_database, default_backup_dir
+
+    settings = get_settings()
+    with _services(settings) as urls:
+        try:
+            path = backup_database(
+                urls.database_url, to or default_backup_dir(settings.contactbook_home)
+            )
+        except BackupError as error:
+            raise _fail(str(error)) from error
+    typer.echo(str(path))
+
+
+@app.command()
+def restore(
+    file: Annotated[Path, typer.Argument(help="A file `contactbook backup` wrote.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Restore a backup into the database, replacing the tables it contains.
+
+    One transaction: the restore completes or changes nothing. Stop the API and workers
+    first.
+
+    Example: `contactbook restore .contactbook/backups/contactbook-20261126T030000Z.dump --yes`
+    """
+    from contactbook.backup import BackupError, restore_database
+
+    if not yes:
+        typer.confirm(f"Replace the database's contents with {file}?", abort=True)
+    settings = get_settings()
+    with _services(settings) as urls:
+        try:
+            restore_database(urls.database_url, file)
+        except BackupError as error:
+            raise _fail(str(error), EXIT_UNUSABLE_INPUT) from error
+    out.print(f"restored {file}", highlight=False)
+
+
+@app.command("healthcheck")
+def healthcheck_command(
+    role: Annotated[
+        str | None,
+        typer.Argument(help="api, worker, beat or serve (default: the role running here)."),
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(help="URL to GET for api/serve (default http://127.0.0.1:PORT/healthz)."),
+    ] = None,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait.")] = 5.0,
+) -> None:
+    """Exit 0 when this machine's ROLE process works, 1 otherwise (Docker HEALTHCHECK).
+
+    Examples: `contactbook healthcheck`, `contactbook healthcheck api --url
+    http://127.0.0.1:8000/readyz`
+    """
+    from contactbook.healthcheck import healthcheck
+
+    raise typer.Exit(healthcheck(role, url=url, timeout=timeout))
+
+
 # --------------------------------------------------------------------------- helpers
+
+
+def _observe(settings: Settings, role: str, *, clear_metrics: bool = False) -> None:
+    """JSON logs and shared metrics for a long-running role (before anything logs)."""
+    configure_logging(settings.log_level, process=role, secrets=settings_secrets(settings))
+    metrics_dir = settings.contactbook_home.expanduser().resolve() / "metrics"
+    metrics.enable_multiprocess(metrics_dir, clear=clear_metrics)
 
 
 def _check_schedule(settings: Settings) -> None:
@@ -440,16 +538,16 @@ def _supervise(children: dict[str, list[str]], logs: Path, *, banner: str) -> No
                 start_new_session=True,  # our Ctrl-C is relayed as SIGTERM, once
             )
             log_file.close()
-            err.print(f"started {name} (pid {processes[name].pid}), logging to {log_path}")
-        err.print(f"Contact Book is running on {banner} — Ctrl-C to stop")
+            log.info("started %s (pid %d), logging to %s", name, processes[name].pid, log_path)
+        log.info("Contact Book is running on %s (Ctrl-C to stop)", banner)
         while not stopping.is_set():
             for name, process in processes.items():
                 if process.poll() is not None:
-                    err.print(f"[red]{name} exited with code {process.returncode}[/]")
+                    log.error("%s exited with code %d", name, process.returncode)
                     stopping.set()
             stopping.wait(0.5)
     finally:
-        err.print("stopping…")
+        log.info("stopping")
         for process in processes.values():
             if process.poll() is None:
                 process.terminate()
@@ -458,9 +556,9 @@ def _supervise(children: dict[str, list[str]], logs: Path, *, banner: str) -> No
             try:
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                err.print(f"{name} did not stop in time; killing it")
+                log.warning("%s did not stop in time; killing it", name)
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        err.print("stopped")
+        log.info("stopped")

@@ -44,6 +44,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from contactbook import db
 from contactbook.config import Settings, get_settings
+from contactbook.logging import install_celery_logging
+from contactbook.metrics import install_celery_metrics, record_search
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +217,8 @@ def create_celery_app(settings: Settings, *, submit_only: bool = False) -> Conta
     app = ContactBookCelery(settings, submit_only=submit_only)
     app.conf.update(celery_config(settings))
     _register_tasks(app)
+    install_celery_logging(app)
+    install_celery_metrics(app)
     return app
 
 
@@ -256,7 +260,9 @@ def _register_tasks(app: ContactBookCelery) -> None:
     def search(self, text: str, limit: int = 20, offset: int = 0) -> list[dict]:
         """The v1 search, on a worker: returns exactly v1's JSON list."""
         with self.app.search_connection() as conn:
-            return search_hits(conn, text, limit=limit, offset=offset)
+            hits = search_hits(conn, text, limit=limit, offset=offset)
+        record_search(len(hits), source="v2")
+        return hits
 
     @app.task(name=IMPORT_TASK, bind=True, shared=False, **retrying)
     def import_csv_file(

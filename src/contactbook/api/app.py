@@ -19,6 +19,8 @@ from contactbook.config import Settings, get_settings
 from contactbook.contacts import repository
 from contactbook.contacts.importer import import_csv
 from contactbook.contacts.search import InvalidSearch
+from contactbook.logging import AccessLogMiddleware, RequestIdMiddleware
+from contactbook.metrics import MetricsMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(page.router)
     _install_error_handlers(app)
+    # Last added runs first: the request id exists before the access line is written.
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(RequestIdMiddleware)
     return app
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from contactbook import tasks
+from contactbook import metrics, tasks
 
 router = APIRouter(tags=["health"])
 
@@ -46,3 +46,10 @@ def _database_ok(request: Request) -> bool:
         return True
     except Exception:
         return False
+
+
+@router.get("/metrics", include_in_schema=False)
+def prometheus_metrics() -> Response:
+    """Prometheus metrics of this machine's API workers, Celery worker and beat."""
+    body, content_type = metrics.metrics_response()
+    return Response(body, media_type=content_type)

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response
 
+from contactbook import metrics
 from contactbook.api.deps import Conn, Reader
 from contactbook.contacts import repository
 from contactbook.contacts.schemas import Contact, SearchHit, Stats
@@ -27,6 +28,7 @@ def search(
 ) -> list[dict]:
     """Contacts matching `text`, best match first. `X-Total-Count` gives all matches."""
     page = search_contacts(conn, text, limit=limit, offset=offset)
+    metrics.record_search(len(page.contacts), source="v1")
     response.headers["X-Total-Count"] = str(page.total)
     return page.contacts
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psycopg
 
+from contactbook import metrics
 from contactbook.contacts.csv_reader import ContactsCsv, SkippedRow, UnusableCsvError
 
 log = logging.getLogger(__name__)
@@ -195,6 +196,7 @@ def import_csv(
                         _merge(conn, summary)
             except Exception as error:
                 _finish_run(database_url, run_id, summary, status="failed", error=str(error))
+                metrics.record_import(status="failed")
                 raise
     _finish_run(database_url, run_id, summary, status="succeeded", error=None)
     if summary.inserted + summary.updated >= ANALYZE_AFTER_ROWS:
@@ -203,6 +205,13 @@ def import_csv(
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute("ANALYZE contacts")
     if summary.performed:
+        metrics.record_import(
+            read=summary.rows_read,
+            inserted=summary.inserted,
+            updated=summary.updated,
+            unchanged=summary.unchanged,
+            skipped=len(summary.skipped),
+        )
         log.info(
             "imported %s: %d rows read, %d inserted, %d updated, %d unchanged, %d skipped",
             source,

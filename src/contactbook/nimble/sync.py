@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import psycopg
 from psycopg.rows import tuple_row
 
+from contactbook import metrics
 from contactbook.contacts.importer import IMPORT_LOCK_KEY
 from contactbook.nimble.client import NimbleClient, RemoteContact
 from contactbook.nimble.errors import NimbleError
@@ -291,10 +292,20 @@ def _run(
             message = _describe(exc)
             _record_failure(conn, summary, message)
             logger.error("sync %d failed, nothing was changed: %s", run_id, message)
+            metrics.record_sync_run(status="failed", fetched=summary.fetched)
             if isinstance(exc, SyncError):
                 raise
             raise SyncError(message) from exc
         _finish_run(conn, summary, status="succeeded", error=None)
+        metrics.record_sync_run(
+            status="success",
+            fetched=summary.fetched,
+            inserted=summary.inserted,
+            linked=summary.linked,
+            updated=summary.updated,
+            removed=summary.removed,
+            unchanged=summary.unchanged,
+        )
         logger.info(
             "sync %d succeeded: %d fetched, %d inserted, %d linked, %d updated, "
             "%d removed, %d unchanged",
@@ -468,6 +479,7 @@ def run_sync(
     Raises :class:`SyncSkipped` when ``NIMBLE_API_KEY`` is unset.
     """
     if settings.nimble_api_key is None:
+        metrics.record_sync_run(status="skipped")
         raise SyncSkipped(
             "NIMBLE_API_KEY is not set, so there is nothing to sync from. "
             "Set it to a Nimble API key to enable the sync."
