@@ -24,6 +24,10 @@ Choices, and why:
 * **Bounded retries**: a task retries only on a lost database connection, at most three
   times with exponential back-off; bad input fails at once. Publishing a task retries
   for well under a second, so the API answers 503 quickly when the broker is down.
+* **Cheap to poll**: v2 clients poll the status endpoint, so a status read is one Redis
+  round trip (issued id and state together); searches do not record STARTED (they last
+  milliseconds); the API's app never subscribes to result channels, as it never waits.
+  `bench/async_search.py` measures the round trip against v1.
 """
 
 from __future__ import annotations
@@ -101,7 +105,9 @@ class ContactBookCelery(Celery):
                 # A pool inherited from the parent of a prefork child holds the parent's
                 # sockets and threads: start a new one in each process.
                 self._search_pool = db.create_pool(
-                    self.settings.database_url, size=2, timeout=self.settings.db_pool_timeout
+                    self.settings.database_url,
+                    size=self.settings.db_pool_size,
+                    timeout=self.settings.db_pool_timeout,
                 )
                 self._search_pool.open(wait=False)
                 self._search_pool_pid = os.getpid()
