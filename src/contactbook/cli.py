@@ -77,7 +77,12 @@ def serve(
         children = {
             "api": [sys.executable, "-m", "contactbook", "api", "--host", host,
                     "--port", str(port)],
-            "worker": [sys.executable, "-m", "contactbook", "worker"],
+            # Threads, not prefork: a v2 search then reaches its result without a hop
+            # between processes: bench/async_search.py (8 clients, 2 cores) measured v2's
+            # p50 35-43 ms above v1's with threads, 60-90 ms with prefork. Imports and
+            # syncs mostly wait on the database and Nimble, so threads suit them too.
+            "worker": [sys.executable, "-m", "contactbook", "worker", "--pool", "threads",
+                       "--concurrency", "4"],
             "beat": [sys.executable, "-m", "contactbook", "beat"],
         }  # fmt: skip
         _supervise(children, logs, banner=f"http://{host}:{port}")
