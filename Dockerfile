@@ -33,7 +33,8 @@ RUN apt-get update \
     && useradd --system --uid 10001 --gid contactbook --home-dir /var/lib/contactbook \
         --shell /usr/sbin/nologin contactbook \
     && install -d -o contactbook -g contactbook -m 0750 \
-        /var/lib/contactbook /var/lib/contactbook/metrics /var/lib/contactbook/backups
+        /var/lib/contactbook /var/lib/contactbook/metrics /var/lib/contactbook/backups \
+        /var/lib/contactbook/uploads
 COPY --from=builder /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

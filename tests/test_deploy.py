@@ -198,6 +198,11 @@ def test_volumes_are_named_or_the_documented_bind_mounts(compose: dict, services
             assert (ROOT / source).exists(), f"{source} is mounted but missing"
 
 
+def test_uploads_are_shared_by_the_api_and_the_worker(services: dict) -> None:
+    for name in ("api", "worker"):
+        assert "uploads:/var/lib/contactbook/uploads" in services[name]["volumes"], name
+
+
 def test_metrics_directory_is_shared_by_api_worker_and_beat(services: dict) -> None:
     for name in APP_SERVICES:
         assert "metrics:/var/lib/contactbook/metrics" in services[name]["volumes"], name
