@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(page.router)
     _install_error_handlers(app)
+    _describe_validation_errors(app)
     # Last added runs first: the request id exists before the access line is written.
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(AccessLogMiddleware)
@@ -115,6 +116,32 @@ def start_initial_import(app: FastAPI) -> None:
             log.exception("start-up import of %s failed", settings.initial_csv)
 
     threading.Thread(target=run, name="initial-import", daemon=True).start()
+
+
+#: The 422 body this app sends (see `_install_error_handlers`): a readable `detail`, and
+#: the individual `errors` when the request itself did not validate.
+VALIDATION_ERROR_SCHEMA = {
+    "title": "HTTPValidationError",
+    "type": "object",
+    "properties": {
+        "detail": {"type": "string", "title": "Detail"},
+        "errors": {"type": "array", "items": {"type": "object"}, "title": "Errors"},
+    },
+    "required": ["detail"],
+}
+
+
+def _describe_validation_errors(app: FastAPI) -> None:
+    """Publish the 422 body as sent, not FastAPI's default (`detail` as a list of errors)."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schemas = build().setdefault("components", {}).setdefault("schemas", {})
+            schemas["HTTPValidationError"] = VALIDATION_ERROR_SCHEMA
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def _install_error_handlers(app: FastAPI) -> None:
