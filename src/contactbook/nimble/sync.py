@@ -460,9 +460,18 @@ def _record_failure(conn: psycopg.Connection, summary: SyncSummary, message: str
     """Mark the run failed with the figures of what was read (nothing was applied)."""
     recorded = SyncSummary(run_id=summary.run_id, mode=summary.mode, fetched=summary.fetched)
     try:
-        _finish_run(conn, recorded, status="failed", error=message)
+        if conn.broken:
+            # The server dropped the connection (a restart, a failover): record the
+            # failure on a new one, or the run would look "running" until the next run.
+            password = conn.info.password
+            with psycopg.connect(
+                conn.info.dsn, autocommit=True, **({"password": password} if password else {})
+            ) as fresh:
+                _finish_run(fresh, recorded, status="failed", error=message)
+        else:
+            _finish_run(conn, recorded, status="failed", error=message)
     except psycopg.Error as exc:
-        # The connection itself is gone; the next run will mark this one interrupted.
+        # The database is still away; the next run will mark this one interrupted.
         logger.warning("could not record the failure of sync %d: %s", summary.run_id, exc)
 
 

@@ -1,0 +1,299 @@
+"""Faults: the database restarting, a worker killed, Redis down, a late database, a full
+pool. Real servers and processes throughout; the only fake is the Nimble simulator.
+
+Tests that stop a server use a private one in the test's folder, so the session's
+servers (and every other test) never notice.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import redis
+from celery_support import ADMIN_TOKEN, admin_headers, wait_until
+from conftest import CLEAN, CONTACTBOOK, REPO
+from nimble_fixtures import Simulator, people, simulator_server
+from support import dump_contacts
+
+from contactbook import db
+from contactbook.config import Settings
+from contactbook.embedded import EmbeddedPostgres, EmbeddedRedis
+from contactbook.nimble.client import RetryPolicy
+from contactbook.nimble.simulator import FaultPlan
+from contactbook.nimble.sync import SyncError, sync_contacts
+from contactbook.tasks import QUEUE, create_celery_app, worker_answers
+
+EMPTY_CSV = REPO / "tests" / "data" / "empty.csv"
+
+
+# --------------------------------------------------------------------------- servers
+
+
+@pytest.fixture(scope="module")
+def private_postgres(tmp_path_factory) -> Iterator[tuple[EmbeddedPostgres, str]]:
+    """A PostgreSQL server of this module's own, migrated, that tests may stop and start."""
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("faults") / "postgres")
+    url = server.start()
+    db.upgrade(url)
+    try:
+        yield server, url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def private_db(private_postgres) -> tuple[EmbeddedPostgres, str]:
+    """The private server, running, with an empty database."""
+    server, url = private_postgres
+    server.start()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(CLEAN)
+    return server, url
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Simulator]:
+    with simulator_server() as running:
+        running.reset([])
+        yield running
+
+
+def count(url: str, query: str, params: tuple = ()) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute(query, params).fetchone()[0]
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """Stop a process we started (in its own session) and everything it started."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def child_env(**values: str) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DATABASE_URL", "REDIS_URL", "CELERY_", "NIMBLE_", "CONTACTBOOK_"))
+    }
+    env.update(values)
+    return env
+
+
+# --------------------------------------------------------------------------- 1. PostgreSQL restart
+
+
+@pytest.mark.slow
+def test_a_database_restart_during_a_sync_fails_the_run_cleanly_and_the_next_run_succeeds(
+    private_db, sim: Simulator
+) -> None:
+    server, url = private_db
+    sim.reset(people(60))
+    retry = RetryPolicy(max_attempts=3, backoff_base=0.01, backoff_max=0.05, max_elapsed=30)
+
+    def sync(conn: psycopg.Connection, full: bool):
+        with sim.client(per_page=10, retry=retry, timeout=20.0) as client:
+            return sync_contacts(conn, client, full=full)
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert sync(conn, full=True).inserted == 60
+    for i in range(10):
+        sim.state.update_contact(f"p{i:05d}", {"first_name": f"Edited{i}"})
+    sim.state.delete_contact("p00020")
+    sim.state.add_contact({"id": "new1", "first_name": "New", "emails": ["new1@example.com"]})
+    before = dump_contacts(url)
+
+    # Page 3 takes 4 s to come back: the database restarts while the run waits for it.
+    sim.state.clear_requests()
+    sim.state.set_faults(FaultPlan().slow(3, 4.0, times=1))
+    outcome: dict[str, BaseException] = {}
+
+    def run_in_thread() -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            try:
+                sync(conn, full=True)
+            except BaseException as error:  # the assertion below says what it must be
+                outcome["error"] = error
+
+    thread = threading.Thread(target=run_in_thread)
+    thread.start()
+    wait_until(lambda: sim.page_requests(3), timeout=20, what="the sync to ask for page 3")
+    server.stop()
+    server.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+
+    error = outcome.get("error")
+    assert type(error) is SyncError, repr(error)
+    assert dump_contacts(url) == before  # nothing applied, nothing lost
+    with psycopg.connect(url) as conn:
+        failed = conn.execute(
+            "SELECT status, error, finished_at FROM sync_runs ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    assert failed[0] == "failed" and failed[2] is not None
+    assert "database error" in failed[1]
+
+    sim.state.set_faults(None)
+    with psycopg.connect(url, autocommit=True) as conn:
+        recovered = sync(conn, full=True)
+    assert (recovered.updated, recovered.inserted, recovered.removed) == (10, 1, 1)
+    assert count(url, "SELECT count(*) FROM contacts") == 61
+    assert count(url, "SELECT count(DISTINCT nimble_id) FROM contacts") == 61
+    assert count(url, "SELECT count(*) FROM contacts WHERE deleted_at IS NULL") == 60
+    statuses = [r[0] for r in _sync_statuses(url)]
+    assert statuses == ["succeeded", "failed", "succeeded"]
+
+
+def _sync_statuses(url: str) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT status FROM sync_runs ORDER BY id").fetchall()
+
+
+# --------------------------------------------------------------------------- 2. worker killed
+
+#: People in the CSV the killed worker imports: enough that its COPY takes seconds.
+IMPORT_ROWS = 20_000
+#: Seconds before Redis hands a task that nobody acknowledged to another worker. Shorter
+#: than the import: the surviving worker may be handed the task again while it runs it,
+#: and (one task at a time) finds the upload imported and gone, which must be a no-op.
+VISIBILITY_TIMEOUT = 5
+
+
+def write_people_csv(path: Path, rows: int) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as out:
+        out.write("First Name,Last Name,Email,Description\n")
+        for i in range(rows):
+            out.write(f"First{i},Last{i},person{i}@example.com,Person {i} plans logistics\n")
+    return path
+
+
+def start_worker(env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [CONTACTBOOK, "worker", "--concurrency", "1"],
+            env=env,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its pool children die with it under killpg
+        )
+
+
+def copied_rows(url: str) -> int:
+    """Rows the running COPY of this database has processed so far (0 when none runs)."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT max(tuples_processed) FROM pg_stat_progress_copy"
+            " WHERE datname = current_database()"
+        ).fetchone()
+    return row[0] or 0
+
+
+@pytest.mark.slow
+def test_a_worker_killed_during_an_import_leaves_it_to_the_next_worker_which_imports_it_once(
+    db_url: str, private_redis: EmbeddedRedis, live_api, tmp_path: Path
+) -> None:
+    """acks_late: the message stays unacknowledged in Redis while the import runs; the
+    worker is SIGKILLed (pool child and all) during the COPY, its transaction rolls back,
+    and after the visibility timeout the next worker gets the task again."""
+    home = tmp_path / "home"
+    home.mkdir()
+    csv_path = write_people_csv(tmp_path / "people.csv", IMPORT_ROWS)
+    settings = Settings(
+        _env_file=None,
+        database_url=db_url,
+        redis_url=private_redis.url,
+        contactbook_home=home,
+        broker_visibility_timeout=VISIBILITY_TIMEOUT,
+    )
+    celery = create_celery_app(settings)
+    env = child_env(
+        DATABASE_URL=db_url,
+        REDIS_URL=private_redis.url,
+        CONTACTBOOK_HOME=str(home),
+        BROKER_VISIBILITY_TIMEOUT=str(VISIBILITY_TIMEOUT),
+        LOG_LEVEL="INFO",
+    )
+    log = tmp_path / "worker.log"
+    api = live_api(
+        redis_url=private_redis.url, contactbook_home=home, contactbook_admin_token=ADMIN_TOKEN
+    )
+    first = start_worker(env, log, home)
+    second = None
+    try:
+        wait_until(lambda: worker_answers(celery, timeout=0.5), timeout=60, what="a worker")
+        with csv_path.open("rb") as body:
+            answer = httpx.post(
+                f"{api}/api/v1/imports",
+                files={"file": ("people.csv", body, "text/csv")},
+                headers=admin_headers(),
+                timeout=30,
+            )
+        assert answer.status_code == 202, answer.text
+        task_id = answer.json()["task_id"]
+
+        wait_until(lambda: copied_rows(db_url) >= 2000, timeout=60, what="the import's COPY")
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+        killed_at = time.monotonic()
+        assert count(db_url, "SELECT count(*) FROM contacts") == 0  # nothing half-written
+
+        second = start_worker(env, log, home)
+
+        def finished() -> dict | None:
+            status = httpx.get(f"{api}/api/v1/tasks/{task_id}", headers=admin_headers()).json()
+            return status if status["status"] in ("SUCCESS", "FAILURE") else None
+
+        outcome = wait_until(finished, timeout=90, what="the import to run again")
+        redelivered_after = time.monotonic() - killed_at
+        assert outcome["status"] == "SUCCESS", outcome
+        assert outcome["result"]["inserted"] == IMPORT_ROWS
+        broker = redis.Redis(unix_socket_path=str(private_redis.socket))
+        wait_until(
+            lambda: broker.llen(QUEUE) == 0 and broker.hlen("unacked") == 0,
+            timeout=30,
+            what="every delivery of the task to be acknowledged",
+        )
+        broker.close()
+    finally:
+        for worker in (first, second):
+            if worker is not None:
+                stop_process(worker)
+        celery.close()
+
+    assert count(db_url, "SELECT count(*) FROM contacts") == IMPORT_ROWS
+    assert count(db_url, "SELECT count(DISTINCT lower(email)) FROM contacts") == IMPORT_ROWS
+    with psycopg.connect(db_url) as conn:
+        runs = conn.execute(
+            "SELECT status, rows_read, finished_at FROM import_runs"
+            " WHERE source LIKE 'upload of people.csv%%' ORDER BY id"
+        ).fetchall()
+    succeeded = [run for run in runs if run[0] == "succeeded"]
+    assert len(succeeded) == 1 and succeeded[0][1] == IMPORT_ROWS, runs
+    # The killed delivery's run record is left as it was when the worker died.
+    assert [run[0] for run in runs] == ["running", "succeeded"], runs
+    assert list((home / "uploads").iterdir()) == []  # the upload was removed once imported
+    assert redelivered_after < 60
