@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(default=5.0, gt=0)
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
     search_result_expires: int = Field(default=3600, ge=60)
+    broker_visibility_timeout: int = Field(default=3600, ge=1)
 
     @field_validator("nimble_api_key", "contactbook_admin_token", "contactbook_api_tokens")
     @classmethod

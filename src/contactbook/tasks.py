@@ -14,9 +14,11 @@ Choices, and why:
   delivered again instead of lost, so every task is written to be safe to run twice
   (search reads; the import merges idempotently under its advisory lock; the sync
   skips when another holds its lock; an upload already imported and removed is a no-op).
-* **Redis visibility timeout, one hour**: an unacknowledged task is handed to another
-  worker after that long. A redelivered import or sync is harmless (see above), so the
-  timeout only bounds how long a task of a crashed worker waits to run again.
+* **Redis visibility timeout, one hour** (``BROKER_VISIBILITY_TIMEOUT``): an
+  unacknowledged task is handed to another worker after that long. A redelivered import
+  or sync is harmless (see above), so the timeout only bounds how long a task of a
+  crashed worker waits to run again; it must exceed the longest task, or a task still
+  running is delivered a second time.
 * **Results expire** after ``SEARCH_RESULT_EXPIRES`` seconds (default an hour), and the
   ids the API issued are remembered for exactly as long, in the result backend: Celery
   calls every unknown id PENDING, so ``/api/v2/search/status/{id}`` answers 404 for an
@@ -186,7 +188,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "enable_utc": True,
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 2.0,
-        "broker_transport_options": {"visibility_timeout": 3600},
+        "broker_transport_options": _broker_transport_options(settings.broker_visibility_timeout),
         "task_publish_retry_policy": {
             "max_retries": 2,
             "interval_start": 0,
@@ -211,6 +213,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             }
         },
     }
+
+
+def _broker_transport_options(visibility_timeout: int) -> dict[str, Any]:
+    options: dict[str, Any] = {"visibility_timeout": visibility_timeout}
+    if visibility_timeout < 600:
+        # kombu looks for abandoned messages every 10 x 10 s by default: with a short
+        # timeout, look every second so that it is honoured.
+        options.update(unacked_restore_interval=1, unacked_restore_throttle=1)
+    return options
 
 
 def create_celery_app(settings: Settings, *, submit_only: bool = False) -> ContactBookCelery:
