@@ -297,3 +297,75 @@ def test_a_worker_killed_during_an_import_leaves_it_to_the_next_worker_which_imp
     assert [run[0] for run in runs] == ["running", "succeeded"], runs
     assert list((home / "uploads").iterdir()) == []  # the upload was removed once imported
     assert redelivered_after < 60
+
+
+# --------------------------------------------------------------------------- 3. Redis down
+
+
+def add_people(url: str, n: int) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO contacts (first_name, last_name, email, description, source)"
+            " SELECT 'Dana', 'Okafor' || i, 'dana' || i || '@example.com', 'logistics', 'csv'"
+            " FROM generate_series(1, %s) AS i",
+            (n,),
+        )
+
+
+def test_with_redis_down_reads_keep_working_and_queued_work_answers_503_until_it_is_back(
+    db_url: str, private_redis: EmbeddedRedis, live_api, tmp_path: Path
+) -> None:
+    add_people(db_url, 30)
+    api = live_api(redis_url=private_redis.url, contactbook_admin_token=ADMIN_TOKEN)
+    client = httpx.Client(base_url=api, timeout=30)
+    admin = admin_headers()
+    issued = client.post("/api/v2/search", params={"text": "dana"})
+    assert issued.status_code == 202
+    task_id = issued.json()["task_id"]
+
+    private_redis.stop()
+    started = time.monotonic()
+
+    search = client.get("/api/v1/search", params={"text": "dana"})
+    assert search.status_code == 200 and len(search.json()) == 20
+    assert search.headers["X-Total-Count"] == "30"
+    listing = client.get("/api/v1/contacts", params={"limit": 5})
+    assert listing.status_code == 200 and len(listing.json()) == 5
+    assert client.get(f"/api/v1/contacts/{listing.json()[0]['id']}").status_code == 200
+    assert client.get("/").status_code == 200
+
+    refused = [
+        client.post("/api/v2/search", params={"text": "dana"}),
+        client.get("/api/v2/search", params={"text": "dana"}),
+        client.get(f"/api/v2/search/status/{task_id}"),
+        client.post("/api/v1/sync", headers=admin),
+        client.get(f"/api/v1/tasks/{task_id}", headers=admin),
+        client.post(
+            "/api/v1/imports",
+            files={"file": ("p.csv", b"First Name,Email\nAda,ada@example.com\n", "text/csv")},
+            headers=admin,
+        ),
+    ]
+    for answer in refused:
+        assert answer.status_code == 503, (answer.request.url, answer.text)
+        assert "not reachable" in answer.json()["detail"], answer.text
+        assert answer.headers["Retry-After"].isdigit()
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"] == {"database": True, "broker": False, "worker": False}
+    assert client.get("/healthz").status_code == 200
+    # Every answer came quickly: nothing waited long for the missing broker.
+    assert time.monotonic() - started < 20
+    assert count(db_url, "SELECT count(*) FROM import_runs WHERE source LIKE 'upload%%'") == 0
+    assert list((tmp_path / "home" / "uploads").glob("*")) == []  # the refused upload is gone
+
+    private_redis.start()
+    wait_until(
+        lambda: client.get("/readyz").status_code == 200, timeout=30, what="the API to recover"
+    )
+    again = client.post("/api/v2/search", params={"text": "dana"})
+    assert again.status_code == 202
+    status = client.get(f"/api/v2/search/status/{again.json()['task_id']}")
+    assert status.status_code == 200 and status.json()["status"] == "PENDING"
+    assert client.post("/api/v1/sync", headers=admin).status_code == 202
+    client.close()
