@@ -7,6 +7,7 @@ servers (and every other test) never notice.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -22,7 +23,7 @@ import redis
 from celery_support import ADMIN_TOKEN, admin_headers, wait_until
 from conftest import CLEAN, CONTACTBOOK, REPO
 from nimble_fixtures import Simulator, people, simulator_server
-from support import dump_contacts
+from support import dump_contacts, free_port
 
 from contactbook import db
 from contactbook.config import Settings
@@ -369,3 +370,72 @@ def test_with_redis_down_reads_keep_working_and_queued_work_answers_503_until_it
     assert status.status_code == 200 and status.json()["status"] == "PENDING"
     assert client.post("/api/v1/sync", headers=admin).status_code == 202
     client.close()
+
+
+# --------------------------------------------------------------------------- 4. late database
+
+
+def json_lines(path: Path) -> list[dict]:
+    """Every line of a log, each of which must be one JSON object."""
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in lines]
+
+
+@pytest.mark.slow
+def test_the_api_waits_for_a_database_that_is_not_up_yet_and_then_serves(
+    private_postgres, tmp_path: Path
+) -> None:
+    server, url = private_postgres
+    server.stop()
+    port = free_port()
+    log = tmp_path / "api.log"
+    env = child_env(
+        DATABASE_URL=url,
+        CONTACTBOOK_HOME=str(tmp_path / "home"),
+        CONTACTBOOK_CSV=str(EMPTY_CSV),
+        LOG_LEVEL="INFO",
+    )
+    with log.open("wb") as out:
+        api = subprocess.Popen(
+            [CONTACTBOOK, "api", "--port", str(port)],
+            env=env,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+
+        def retry_lines() -> list[dict]:
+            return [
+                line
+                for line in json_lines(log)
+                if "database not reachable yet" in line.get("message", "")
+            ]
+
+        wait_until(lambda: len(retry_lines()) >= 3, timeout=30, what="the API's retry lines")
+        assert api.poll() is None  # waiting, not crashed
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+
+        server.start()
+        wait_until(
+            lambda: _status(f"http://127.0.0.1:{port}/readyz") == 200,
+            timeout=60,
+            what="the API to serve once the database is up",
+        )
+        assert httpx.get(f"http://127.0.0.1:{port}/api/v1/contacts").status_code == 200
+    finally:
+        stop_process(api)
+
+    first = retry_lines()[0]
+    assert first["level"] == "WARNING"
+    assert "retrying in" in first["message"] and url not in first["message"]
+    assert json_lines(log)  # and every line of the log parsed as JSON
+
+
+def _status(url: str) -> int | None:
+    try:
+        return httpx.get(url, timeout=5).status_code
+    except httpx.HTTPError:
+        return None
