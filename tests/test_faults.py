@@ -14,6 +14,8 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -439,3 +441,63 @@ def _status(url: str) -> int | None:
         return httpx.get(url, timeout=5).status_code
     except httpx.HTTPError:
         return None
+
+
+# --------------------------------------------------------------------------- 5. pool exhaustion
+
+CONCURRENT_SEARCHES = 20
+
+
+def concurrent_searches(api: str, n: int) -> list[httpx.Response]:
+    with httpx.Client(base_url=api, timeout=60) as client, ThreadPoolExecutor(n) as pool:
+        futures = [
+            pool.submit(client.get, "/api/v1/search", params={"text": f"dana okafor{i % 7}"})
+            for i in range(n)
+        ]
+        return [future.result() for future in futures]
+
+
+@contextmanager
+def searches_held_for(url: str, seconds: float) -> Iterator[None]:
+    """Make every search wait `seconds`: a transaction holds the contacts table's strongest
+    lock, so each search holds its pooled connection while it waits, as a slow one would."""
+    with psycopg.connect(url) as conn:
+        conn.execute("LOCK TABLE contacts IN ACCESS EXCLUSIVE MODE")
+        release = threading.Timer(seconds, conn.rollback)
+        release.start()
+        try:
+            yield
+        finally:
+            release.join()
+
+
+def test_more_searches_than_connections_wait_or_get_503_with_retry_after_never_500(
+    db_url: str, live_api
+) -> None:
+    add_people(db_url, 200)
+    api = live_api(db_pool_size=2, db_pool_timeout=1.0)
+    assert httpx.get(f"{api}/api/v1/search", params={"text": "dana"}).status_code == 200
+
+    # Searches slower than the pool timeout: two hold the connections, the others give
+    # up after the bounded wait with a 503 that says when to come back.
+    with searches_held_for(db_url, 2.5):
+        answers = concurrent_searches(api, CONCURRENT_SEARCHES)
+    codes = sorted(answer.status_code for answer in answers)
+    assert set(codes) <= {200, 503}, codes
+    assert 200 in codes and 503 in codes, codes
+    for answer in answers:
+        if answer.status_code == 503:
+            assert answer.headers["Retry-After"].isdigit()
+            assert "busy" in answer.json()["detail"]
+
+    # With a wait longer than the slow searches, they queue for the two connections and
+    # every one finishes.
+    patient = live_api(db_pool_size=2, db_pool_timeout=20.0)
+    with searches_held_for(db_url, 1.0):
+        answers = concurrent_searches(patient, CONCURRENT_SEARCHES)
+    assert [answer.status_code for answer in answers] == [200] * CONCURRENT_SEARCHES
+
+    # And the service is itself again.
+    assert httpx.get(f"{api}/readyz").status_code == 200
+    search = httpx.get(f"{api}/api/v1/search", params={"text": "dana okafor3"})
+    assert search.status_code == 200 and search.json()[0]["last_name"] == "Okafor3"
