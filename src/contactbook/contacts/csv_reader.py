@@ -19,8 +19,9 @@ What it accepts (the "CSV input" contract in DESIGN.md):
   Also refused, each with a message saying what to do: a missing path, a
   directory, an empty file, a binary one (NUL bytes in the first 64 KiB, a zip
   or Excel workbook), UTF-16, a header without any known column, a field over
-  :data:`FIELD_SIZE_LIMIT` (usually an unclosed quote) and a NUL byte in a
-  value that would be stored (PostgreSQL text cannot hold one).
+  :data:`FIELD_SIZE_LIMIT` (usually an unclosed quote), a line over
+  :data:`LINE_SIZE_LIMIT` (read no further, so memory stays bounded) and a NUL
+  byte in a value that would be stored (PostgreSQL text cannot hold one).
 * **Line endings**: CRLF, LF or CR; quoted fields may contain newlines, which
   are kept as written.
 * **Delimiter**: a comma, unless the header row clearly uses a semicolon or a
@@ -75,6 +76,7 @@ from typing import IO, Protocol, Self
 __all__ = [
     "FIELDS",
     "FIELD_SIZE_LIMIT",
+    "LINE_SIZE_LIMIT",
     "NO_KNOWN_FIELDS",
     "ContactsCsv",
     "CsvContact",
@@ -89,6 +91,12 @@ FIELDS = ("first_name", "last_name", "email", "description")
 FIELD_SIZE_LIMIT = 1024 * 1024
 """Longest field accepted, in characters. A larger one means the file is not a
 contacts CSV, or an unclosed quote swallowed the rest of the file."""
+
+LINE_SIZE_LIMIT = 4 * FIELD_SIZE_LIMIT
+"""Longest physical line accepted, in characters: room for the four known fields at
+their limit. Lines are read with this cap, so a file without line ends (or one endless
+line of short cells, which no field limit catches) is refused after reading this much
+rather than loaded whole: a 100 MB line would otherwise take over 1 GB of memory."""
 
 NO_KNOWN_FIELDS = "no first name, last name, email or description"
 """The reason given for a skipped row (a blank line included)."""
@@ -195,7 +203,7 @@ class ContactsCsv:
         try:
             # Process-wide, as the csv module offers no per-reader limit.
             csv.field_size_limit(FIELD_SIZE_LIMIT)
-            reader = csv.reader(text, delimiter=delimiter)
+            reader = csv.reader(_bounded_lines(name, text), delimiter=delimiter)
             header, header_line = _read_header(name, Path(path), reader, sep_line)
             columns, indexes, ignored = _match_columns(name, header, header_line)
         except BaseException:
@@ -275,6 +283,21 @@ class _CsvReader(Protocol):
     def __iter__(self) -> Iterator[list[str]]: ...
 
     def __next__(self) -> list[str]: ...
+
+
+def _bounded_lines(name: str, text: io.TextIOWrapper) -> Iterator[str]:
+    """The file's physical lines; UnusableCsvError at one over :data:`LINE_SIZE_LIMIT`."""
+    readline = text.readline
+    number = 0
+    while line := readline(LINE_SIZE_LIMIT + 1):
+        number += 1
+        if len(line) > LINE_SIZE_LIMIT:
+            raise UnusableCsvError(
+                f"{name} line {number} is longer than {LINE_SIZE_LIMIT // (1024 * 1024)} MiB, "
+                "which no contact needs: it is not a contacts CSV, or its line ends are "
+                "missing. Fix that line and import again"
+            )
+        yield line
 
 
 def _cell_picker(indexes: list[int]) -> Callable[[list[str]], tuple[str, ...]]:
