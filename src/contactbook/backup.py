@@ -250,7 +250,7 @@ def _archive_major(file: Path) -> int:
     )
     if result.returncode != 0:
         raise BackupError(f"{file} is not a readable backup: {_last_line(result.stderr)}")
-    match = re.search(r"^;\s+Dumped by pg_dump version (\d+)", result.stdout, re.MULTILINE)
+    match = re.search(r"^;\s+Dumped by pg_dump version:?\s*(\d+)", result.stdout, re.MULTILINE)
     return int(match.group(1)) if match else tools[-1].major
 
 
