@@ -22,7 +22,7 @@ import httpx
 import psycopg
 import pytest
 import redis
-from celery_support import ADMIN_TOKEN, admin_headers, wait_until
+from celery_support import ADMIN_TOKEN, CELERY_WARNINGS, admin_headers, wait_until
 from conftest import CLEAN, CONTACTBOOK, REPO
 from nimble_fixtures import Simulator, people, simulator_server
 from support import dump_contacts, free_port
@@ -34,6 +34,8 @@ from contactbook.nimble.client import RetryPolicy
 from contactbook.nimble.simulator import FaultPlan
 from contactbook.nimble.sync import SyncError, sync_contacts
 from contactbook.tasks import QUEUE, create_celery_app, worker_answers
+
+pytestmark = CELERY_WARNINGS
 
 EMPTY_CSV = REPO / "tests" / "data" / "empty.csv"
 
@@ -129,9 +131,9 @@ def test_a_database_restart_during_a_sync_fails_the_run_cleanly_and_the_next_run
     sim.state.add_contact({"id": "new1", "first_name": "New", "emails": ["new1@example.com"]})
     before = dump_contacts(url)
 
-    # Page 3 takes 4 s to come back: the database restarts while the run waits for it.
+    # Page 3 takes 6 s to come back: the database restarts while the run waits for it.
     sim.state.clear_requests()
-    sim.state.set_faults(FaultPlan().slow(3, 4.0, times=1))
+    sim.state.set_faults(FaultPlan().slow(3, 6.0, times=1))
     outcome: dict[str, BaseException] = {}
 
     def run_in_thread() -> None:
