@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import logging
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 
 from contactbook import metrics
-from contactbook.contacts.csv_reader import ContactsCsv, SkippedRow, UnusableCsvError
+from contactbook.contacts.csv_reader import (
+    ContactsCsv,
+    CsvContact,
+    SkippedRow,
+    UnusableCsvError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +229,22 @@ def import_csv(
     return summary
 
 
+def _usable_rows(
+    csv_file: ContactsCsv, summary: ImportSummary, progress: Progress | None
+) -> Iterator[CsvContact]:
+    """The file's rows to import; skipped rows go into the summary, progress is reported."""
+    for count, item in enumerate(csv_file.rows(), start=1):
+        summary.rows_read += 1
+        if isinstance(item, SkippedRow):
+            summary.skipped.append(item)
+        else:
+            yield item
+        if progress is not None and count % 5000 == 0:
+            progress(csv_file.position(), csv_file.size)
+    if progress is not None:
+        progress(csv_file.size, csv_file.size)
+
+
 def _stage_rows(
     conn: psycopg.Connection,
     csv_file: ContactsCsv,
@@ -232,18 +253,8 @@ def _stage_rows(
 ) -> None:
     conn.execute(CREATE_STAGING)
     with conn.cursor() as cursor, cursor.copy(COPY_STAGING) as copy:
-        for count, item in enumerate(csv_file.rows(), start=1):
-            summary.rows_read += 1
-            if isinstance(item, SkippedRow):
-                summary.skipped.append(item)
-            else:
-                copy.write_row(
-                    (item.line, item.first_name, item.last_name, item.email, item.description)
-                )
-            if progress is not None and count % 5000 == 0:
-                progress(csv_file.position(), csv_file.size)
-    if progress is not None:
-        progress(csv_file.size, csv_file.size)
+        for row in _usable_rows(csv_file, summary, progress):
+            copy.write_row((row.line, row.first_name, row.last_name, row.email, row.description))
 
 
 def _copy_into_empty_table(
@@ -255,40 +266,27 @@ def _copy_into_empty_table(
     conn.execute(LOCK_OUT_WRITERS)
     lines = array("q")  # file line of each copied row, in id order: 8 bytes a row
     with conn.cursor() as cursor, cursor.copy(COPY_CONTACTS) as copy:
-        for count, item in enumerate(csv_file.rows(), start=1):
-            summary.rows_read += 1
-            if isinstance(item, SkippedRow):
-                summary.skipped.append(item)
-            else:
-                copy.write_row(
-                    (item.first_name, item.last_name, item.email, item.description, "csv")
-                )
-                lines.append(item.line)
-            if progress is not None and count % 5000 == 0:
-                progress(csv_file.position(), csv_file.size)
-    if progress is not None:
-        progress(csv_file.size, csv_file.size)
+        for row in _usable_rows(csv_file, summary, progress):
+            copy.write_row((row.first_name, row.last_name, row.email, row.description, "csv"))
+            lines.append(row.line)
     if not lines:
         return
     first_id = conn.execute(FIRST_ID).fetchone()[0]
     duplicates = conn.execute(DELETE_EARLIER_DUPLICATES).fetchall()
     for dropped, kept in duplicates:
-        summary.skipped.append(
-            SkippedRow(
-                line=lines[dropped - first_id],
-                reason=f"same person as line {lines[kept - first_id]}, which is imported",
-            )
-        )
+        summary.skipped.append(_duplicate(lines[dropped - first_id], lines[kept - first_id]))
     summary.skipped.sort(key=lambda row: row.line)
     summary.inserted = len(lines) - len(duplicates)
+
+
+def _duplicate(line: int, kept_line: int) -> SkippedRow:
+    return SkippedRow(line=line, reason=f"same person as line {kept_line}, which is imported")
 
 
 def _merge(conn: psycopg.Connection, summary: ImportSummary) -> None:
     conn.execute(CREATE_LATEST)
     for line, kept_line in conn.execute(DUPLICATE_ROWS):
-        summary.skipped.append(
-            SkippedRow(line=line, reason=f"same person as line {kept_line}, which is imported")
-        )
+        summary.skipped.append(_duplicate(line, kept_line))
     summary.skipped.sort(key=lambda row: row.line)
     conn.execute(CREATE_MATCHES)
     matched = conn.execute(
