@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SAMPLE_CSV = Path(__file__).parent / "contacts" / "sample_contacts.csv"
 
@@ -33,6 +34,10 @@ class Settings(BaseSettings):
     contactbook_admin_token: SecretStr | None = None
     contactbook_api_tokens: SecretStr | None = None
 
+    # Origins whose pages may call the API from a browser (CORS_ORIGINS, comma-separated);
+    # empty: no CORS headers at all, so only the search page served here can.
+    cors_origins: Annotated[list[str], NoDecode] = []
+
     log_level: str = "INFO"
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_pool_timeout: float = Field(default=5.0, gt=0)
@@ -45,6 +50,13 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():
             return None
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
     @property

@@ -10,6 +10,7 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
@@ -73,6 +74,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(page.router)
     _install_error_handlers(app)
     _describe_validation_errors(app)
+    if settings.cors_origins:  # off by default: browsers then allow only same-origin calls
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Total-Count", "X-Request-ID"],
+        )
     # Last added runs first: the request id exists before the access line is written.
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(AccessLogMiddleware)
