@@ -24,9 +24,10 @@ install: $(STAMP)
 run: install
 	$(BIN)/contactbook serve
 
-## The whole test suite, warnings as errors, coverage at least 85%.
+## The whole test suite, coverage at least 85%. Warnings are errors: pyproject.toml's
+## filterwarnings (a command-line -W error would override its documented exceptions).
 test: install
-	$(BIN)/python -m pytest -W error --cov --cov-report=term --cov-fail-under=85 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=85 $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
