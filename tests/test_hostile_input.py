@@ -28,6 +28,7 @@ from support import dump_contacts
 
 from contactbook import tasks
 from contactbook.contacts.csv_reader import (
+    FIELD_SIZE_LIMIT,
     LINE_SIZE_LIMIT,
     ContactsCsv,
     SkippedRow,
@@ -214,15 +215,18 @@ def test_a_100_mb_line_is_refused_in_bounded_memory_naming_the_line(
     assert dump_contacts(db_url) == before == []
 
 
-def test_a_line_just_under_the_cap_is_still_read(tmp_path):
-    description = "d" * (LINE_SIZE_LIMIT // 2)  # over the field limit: refused as a field
-    path = tmp_path / "long.csv"
-    path.write_text(f"{HEADER}Tom,Brooks,tb@example.com,short\n", encoding="utf-8")
+def test_a_line_of_four_big_fields_is_under_the_cap_and_one_past_it_is_refused(tmp_path):
+    big = "d" * (FIELD_SIZE_LIMIT - 50_000)  # under the field limit
+    widest = ",".join([big] * 4)  # four known fields at nearly their limit, ~3.8 MiB
+    path = tmp_path / "wide.csv"
+    path.write_text(f"{HEADER}{widest}\n", encoding="utf-8")
     with ContactsCsv.open(path) as csv_file:
-        assert len(list(csv_file.rows())) == 1
-    path.write_text(f"{HEADER}Tom,Brooks,tb@example.com,{description}\n", encoding="utf-8")
+        (contact,) = csv_file.rows()
+    assert contact.description == big
+
+    path.write_text(f"{HEADER}Tom,Brooks\n" + "ab," * (LINE_SIZE_LIMIT // 3 + 1), encoding="utf-8")
     with (
-        pytest.raises(UnusableCsvError, match="line 2: a field is longer than 1 MiB"),
+        pytest.raises(UnusableCsvError, match="line 3 is longer than 4 MiB"),
         ContactsCsv.open(path) as csv_file,
     ):
         list(csv_file.rows())
