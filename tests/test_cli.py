@@ -140,3 +140,14 @@ def test_fake_nimble_refuses_both_sources(run_cli, tmp_path):
 
     assert result.returncode == 2
     assert "not both" in result.stderr
+
+
+def test_import_names_at_most_ten_ignored_columns(run_cli, write_csv):
+    extra = ",".join(f"Extra {i}" for i in range(30))
+    path = write_csv(f"Email,{extra}\nann@example.org{',' * 30}\n")
+
+    result = run_cli("import", str(path))
+
+    assert result.returncode == 0, result.stderr
+    assert "Extra 9 … and 20 more" in result.stdout
+    assert "Extra 10," not in result.stdout

@@ -255,7 +255,9 @@ def import_command(
         table.add_row(label, str(value))
     out.print(table)
     if summary.ignored_columns:
-        out.print(f"ignored columns: {', '.join(summary.ignored_columns)}", highlight=False)
+        ignored = summary.ignored_columns
+        more = f" … and {len(ignored) - 10} more" if len(ignored) > 10 else ""
+        out.print(f"ignored columns: {', '.join(ignored[:10])}{more}", highlight=False)
     shown = summary.skipped[:20]
     for row in shown:
         out.print(f"  skipped line {row.line}: {row.reason}", highlight=False)
