@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from nimble_fixtures import Simulator, simulator_server
 from psycopg import sql
 from support import LiveServer, start_server
 
@@ -154,6 +155,23 @@ def live_api(make_settings) -> Iterator[Callable[..., str]]:
     yield start
     for server in servers:
         server.stop()
+
+
+# --------------------------------------------------------------------------- Nimble
+
+
+@pytest.fixture(scope="module")
+def nimble_server() -> Iterator[Simulator]:
+    """The Nimble simulator on loopback, one per test module."""
+    with simulator_server() as running:
+        yield running
+
+
+@pytest.fixture
+def sim(nimble_server: Simulator) -> Simulator:
+    """The module's simulator, emptied: each test loads its own records and faults."""
+    nimble_server.reset([])
+    return nimble_server
 
 
 # --------------------------------------------------------------------------- CLI

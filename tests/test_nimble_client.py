@@ -6,12 +6,11 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from nimble_fixtures import API_KEY, FAST_RETRY, Simulator, people, simulator_server
+from nimble_fixtures import API_KEY, FAST_RETRY, Simulator, people
 
 from contactbook.nimble.client import (
     FIELDS,
@@ -26,19 +25,6 @@ from contactbook.nimble.errors import (
     NimbleUnavailable,
 )
 from contactbook.nimble.simulator import FaultPlan, generate_contacts, person_resource
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Simulator]:
-    with simulator_server() as running:
-        yield running
-
-
-@pytest.fixture
-def sim(server: Simulator) -> Simulator:
-    """The module's simulator, emptied: each test loads its own records and faults."""
-    server.reset([])
-    return server
 
 
 def read_all(client: NimbleClient, **kwargs) -> list:

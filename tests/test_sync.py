@@ -6,12 +6,11 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from nimble_fixtures import API_KEY, Simulator, people, simulator_server
+from nimble_fixtures import API_KEY, Simulator, people
 
 from contactbook.nimble import sync
 from contactbook.nimble.simulator import FaultPlan, person_resource
@@ -22,18 +21,6 @@ from contactbook.nimble.sync import (
     run_sync,
     sync_contacts,
 )
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Simulator]:
-    with simulator_server() as running:
-        yield running
-
-
-@pytest.fixture
-def sim(server: Simulator) -> Simulator:
-    server.reset([])
-    return server
 
 
 def run(conn: psycopg.Connection, sim: Simulator, *, full: bool = False, **kwargs):
