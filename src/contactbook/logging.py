@@ -28,7 +28,6 @@ import logging
 import logging.config
 import re
 import sys
-import time
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -37,6 +36,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
+
+from contactbook.asgi import call_observed
 
 __all__ = [
     "REQUEST_ID_HEADER",
@@ -222,36 +223,26 @@ class AccessLogMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
-        status = 500  # what the client sees when the app raises before answering
+        await call_observed(self.app, scope, receive, send, functools.partial(self._write, scope))
 
-        async def send_and_remember_status(message: dict) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_remember_status)
-        finally:
-            duration_ms = round((time.perf_counter() - started) * 1000, 2)
-            path = scope.get("path", "")
-            method = scope.get("method", "")
-            level = logging.DEBUG if path in _QUIET_PATHS and status < 400 else logging.INFO
-            self.log.log(
-                level,
-                "%s %s %s",
-                method,
-                path,
-                status,
-                extra={
-                    "method": method,
-                    "path": path,
-                    "status": status,
-                    "duration_ms": duration_ms,
-                    "client": _client_address(scope),
-                },
-            )
+    def _write(self, scope: dict, status: int, seconds: float) -> None:
+        path = scope.get("path", "")
+        method = scope.get("method", "")
+        level = logging.DEBUG if path in _QUIET_PATHS and status < 400 else logging.INFO
+        self.log.log(
+            level,
+            "%s %s %s",
+            method,
+            path,
+            status,
+            extra={
+                "method": method,
+                "path": path,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 2),
+                "client": _client_address(scope),
+            },
+        )
 
 
 # --- Celery -------------------------------------------------------------------------------

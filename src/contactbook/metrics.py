@@ -60,6 +60,8 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from contactbook.asgi import call_observed
+
 __all__ = [
     "MetricsMiddleware",
     "enable_multiprocess",
@@ -207,26 +209,20 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
-        status = 500
+        await call_observed(
+            self.app, scope, receive, send, functools.partial(_count_request, scope)
+        )
 
-        async def send_and_remember_status(message: dict) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
 
-        try:
-            await self.app(scope, receive, send_and_remember_status)
-        finally:
-            labels = {
-                "method": scope.get("method", ""),
-                "route": route_template(scope),
-                "status": str(status),
-            }
-            families = _families()
-            families.http_requests.labels(**labels).inc()
-            families.http_duration.labels(**labels).observe(time.perf_counter() - started)
+def _count_request(scope: dict, status: int, seconds: float) -> None:
+    labels = {
+        "method": scope.get("method", ""),
+        "route": route_template(scope),
+        "status": str(status),
+    }
+    families = _families()
+    families.http_requests.labels(**labels).inc()
+    families.http_duration.labels(**labels).observe(seconds)
 
 
 def route_template(scope: dict) -> str:
