@@ -45,6 +45,7 @@ import unicodedata
 from dataclasses import dataclass
 
 import psycopg
+from psycopg.pq import TransactionStatus
 
 MAX_TEXT_LENGTH = 200
 MAX_LIMIT = 100
@@ -344,6 +345,20 @@ def search_contacts(
 ) -> SearchPage:
     """Contacts matching `text`, best first, each with `rank` and `highlight`."""
     text = validate_search(text, limit, offset)
+    # A search is several statements (one per band, counts, typos). They must all see the
+    # same data: in READ COMMITTED an import committing between two of them put all of
+    # its rows into the last band ("Tom Brooks" ranked below "Tom Okafor").
+    own_transaction = conn.info.transaction_status == TransactionStatus.IDLE
+    with conn.transaction():
+        if own_transaction:
+            _execute(conn, ONE_SNAPSHOT, {})
+        return _search(conn, text, limit, offset)
+
+
+ONE_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+
+
+def _search(conn: psycopg.Connection, text: str, limit: int, offset: int) -> SearchPage:
     words = parse_words(text)
     if not words.positive:  # only excluded words: nothing to look for
         return SearchPage(total=0, contacts=[])
