@@ -50,3 +50,26 @@ def start_server(app, *, port: int | None = None) -> LiveServer:
             raise RuntimeError("test server did not start")
         time.sleep(0.02)
     return LiveServer(url=f"http://127.0.0.1:{port}", server=server, thread=thread)
+
+
+# Search input the API must refuse with a readable 422, and a word its message names.
+BAD_SEARCH_INPUT = [
+    ({}, "blank"),
+    ({"text": "   "}, "blank"),
+    ({"text": "x" * 201}, "at most 200"),
+    ({"text": "tom", "limit": 0}, "limit"),
+    ({"text": "tom", "limit": 101}, "limit"),
+    ({"text": "tom", "offset": -1}, "offset"),
+    ({"text": "tom", "limit": "ten"}, "limit"),
+]
+
+
+def read_status(sock: socket.socket) -> int:
+    """The status code of the HTTP response arriving on a raw socket."""
+    data = b""
+    while b"\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return int(data.split(b" ", 2)[1])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from support import BAD_SEARCH_INPUT
 
 from contactbook.contacts.importer import import_csv
 
@@ -43,18 +44,7 @@ def test_no_match_is_an_empty_list(api):
     )
 
 
-@pytest.mark.parametrize(
-    ("params", "fragment"),
-    [
-        ({}, "blank"),
-        ({"text": "   "}, "blank"),
-        ({"text": "x" * 201}, "at most 200"),
-        ({"text": "tom", "limit": 0}, "limit"),
-        ({"text": "tom", "limit": 101}, "limit"),
-        ({"text": "tom", "offset": -1}, "offset"),
-        ({"text": "tom", "limit": "ten"}, "limit"),
-    ],
-)
+@pytest.mark.parametrize(("params", "fragment"), BAD_SEARCH_INPUT)
 def test_bad_search_input_is_a_readable_422(api, params, fragment):
     response = api.get("/api/v1/search", params=params)
 

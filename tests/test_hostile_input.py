@@ -24,7 +24,7 @@ import pytest
 from celery_support import CELERY_WARNINGS, admin_headers
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import dump_contacts
+from support import dump_contacts, read_status
 
 from contactbook import tasks
 from contactbook.contacts.csv_reader import (
@@ -356,16 +356,6 @@ def _raw_request(url: str, head: str) -> socket.socket:
     return sock
 
 
-def _read_status(sock: socket.socket) -> int:
-    data = b""
-    while b"\r\n" not in data:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return int(data.split(b" ", 2)[1])
-
-
 @CELERY_WARNINGS
 def test_an_upload_declaring_10_gb_is_413_before_any_of_it_is_sent(celery_api, worker_settings):
     url = celery_api(max_upload_bytes=64 * 1024)
@@ -375,7 +365,7 @@ def test_an_upload_declaring_10_gb_is_413_before_any_of_it_is_sent(celery_api, w
         "Content-Type: text/csv\r\nContent-Length: 10000000000\r\n\r\n"
     )
     with _raw_request(url, head) as sock:
-        assert _read_status(sock) == 413
+        assert read_status(sock) == 413
     assert not any(tasks.uploads_dir(worker_settings).glob("*.csv"))
 
 
@@ -401,7 +391,7 @@ def test_an_endless_chunked_upload_is_cut_off_near_the_limit(celery_api, worker_
             except (BrokenPipeError, ConnectionResetError):
                 break
             sent += len(piece)
-        status = _read_status(sock)
+        status = read_status(sock)
 
     print(f"endless upload: answered {status} after {sent // 1024} KiB were sent")
     assert status == 413

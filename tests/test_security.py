@@ -18,7 +18,7 @@ import httpx
 import psycopg
 import pytest
 from nimble_fixtures import API_KEY, people, simulator_server
-from support import dump_contacts
+from support import dump_contacts, read_status
 
 from contactbook.api import deps
 from contactbook.config import Settings
@@ -480,13 +480,7 @@ def _status_of_raw_get(url: str, target: str) -> int:
     parts = urlsplit(url)
     with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
         sock.sendall(f"GET {target} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
-        data = b""
-        while b"\r\n" not in data:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-    return int(data.split(b" ", 2)[1])
+        return read_status(sock)
 
 
 @pytest.mark.parametrize("size", [201, 10_000, 60_000, 100_000, 1_000_000, 8_000_000])

@@ -8,6 +8,7 @@ import uuid
 import httpx
 import pytest
 from celery_support import CELERY_WARNINGS, wait_for_task
+from support import BAD_SEARCH_INPUT
 
 from contactbook.config import SAMPLE_CSV
 from contactbook.contacts.importer import import_csv
@@ -76,17 +77,7 @@ def test_an_id_never_issued_is_404(api, task_id):
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
-@pytest.mark.parametrize(
-    ("params", "fragment"),
-    [
-        ({}, "blank"),
-        ({"text": "  "}, "blank"),
-        ({"text": "x" * 201}, "at most 200"),
-        ({"text": "tom", "limit": 0}, "limit"),
-        ({"text": "tom", "limit": 101}, "limit"),
-        ({"text": "tom", "offset": -1}, "offset"),
-    ],
-)
+@pytest.mark.parametrize(("params", "fragment"), BAD_SEARCH_INPUT)
 def test_bad_input_is_a_422_at_once_never_a_task(api, method, params, fragment):
     response = api.request(method, "/api/v2/search", params=params)
 
