@@ -47,5 +47,11 @@ bench-import: install
 bench-search: install
 	$(BIN)/python bench/search.py --rows $(ROWS)
 
+## Mixed v1/v2/read traffic at the highest rate with p99 < 100 ms, 100,000 contacts
+## (ROWS does not apply); API workers 1 and 2. Takes about 15 minutes.
+.PHONY: bench-load
+bench-load: install
+	$(BIN)/python bench/load.py
+
 clean:
 	rm -rf $(VENV) .coverage .coverage.* htmlcov .pytest_cache .ruff_cache test-output
