@@ -424,6 +424,35 @@ def test_a_failure_after_merged_batches_rolls_them_back(
     assert runs(conn)[-1]["status"] == "failed"
 
 
+def test_a_batch_failing_on_the_merger_thread_fails_the_run(
+    conn, sim: Simulator, pending_changes: list, small_batches, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches merge on a thread of their own while the next pages download; the first
+    # batch's failure must stop the run, roll back, and leave no thread behind.
+    monkeypatch.setattr(sync, "INSERT_NEW", "SELECT 1 / 0")
+    with pytest.raises(SyncError, match="database error: DivisionByZero"):
+        run(conn, sim, full=True, per_page=10)
+    assert dump(conn) == pending_changes
+    assert runs(conn)[-1]["status"] == "failed"
+    assert not [t for t in threading.enumerate() if t.name.startswith("sync-merge")]
+
+
+def test_synced_names_feed_the_typo_vocabulary(conn, sim: Simulator) -> None:
+    # The typo band corrects words against contact_name_words, which a trigger fills
+    # from every written row's name vector: inserted and updated rows alike.
+    sim.reset(people(3))
+    sim.state.update_contact("p00001", {"first_name": "Zoë", "last_name": "de la Cruz"})
+    run(conn, sim)
+    sim.state.update_contact("p00002", {"last_name": "Hendricks"})
+    run(conn, sim)
+    words = {r["word"] for r in conn.execute("SELECT word FROM contact_name_words")}
+    assert {"zoe", "de", "la", "cruz", "delacruz", "hendricks", "first0", "last0"} <= words
+    names = conn.execute(
+        "SELECT DISTINCT w.lexeme AS word FROM contacts, unnest(name_only_vector) AS w"
+    ).fetchall()
+    assert {r["word"] for r in names} <= words
+
+
 def test_a_record_seen_twice_fails_the_run(conn, sim: Simulator, pending_changes: list) -> None:
     # A record that moves between pages while they are read arrives twice.
     sim.state.set_faults(FaultPlan().slow(3, 0.5, times=1))
