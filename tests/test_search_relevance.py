@@ -283,6 +283,26 @@ def test_particles_hyphens_and_apostrophes(sconn, typed, person, shared):
 # --------------------------------------------------------------------------- bio
 
 
+@pytest.mark.parametrize("word", ["platform", "management", "Lisbon"])
+def test_the_bio_band_gives_the_same_page_with_either_plan(sconn, monkeypatch, word):
+    # One bio word is read through the id-index walk or the bitmap, whichever reads
+    # fewer rows; both must score the same first BIO_CANDIDATES matches.
+    pages = {}
+    for bitmap in (True, False):
+        monkeypatch.setattr(search_module, "_bitmap_reads_less", lambda *_, b=bitmap: b)
+        page = search_contacts(sconn, word, limit=50)
+        pages[bitmap] = (page.total, [(c["id"], c["rank"]) for c in page.contacts])
+    assert pages[True] == pages[False]
+    assert len(pages[True][1]) == 50
+
+
+def test_one_bio_word_walks_the_id_index_only_when_it_is_common():
+    million = {"table_rows": 1_000_000}
+    assert search_module._bitmap_reads_less(20_000, 1_000, million)  # in 2%: bitmap
+    assert not search_module._bitmap_reads_less(300_000, 1_000, million)  # a third: walk
+    assert not search_module._bitmap_reads_less(5_000, 1_000, {"table_rows": 0})  # unknown
+
+
 def test_bio_words_match_through_stemming(sconn):
     assert full_matches(sconn, "negotiating zeppelins") == ["Greta Vance"]
     assert full_matches(sconn, "contracts negotiations hangars") == ["Greta Vance"]
