@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import psycopg
 import uvicorn
 
+from contactbook.asgi import bounded_http
+
 
 def dump_contacts(url: str) -> list[tuple]:
     """Every contact row, including deleted ones, for before/after comparisons."""
@@ -40,7 +42,9 @@ class LiveServer:
 def start_server(app, *, port: int | None = None) -> LiveServer:
     """Serve an ASGI app with uvicorn on loopback in a thread; return once it listens."""
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", http=bounded_http()
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

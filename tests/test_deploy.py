@@ -402,6 +402,7 @@ def test_the_roles_compose_runs_are_healthy_log_json_and_expose_metrics(
         "CONTACTBOOK_ADMIN_TOKEN": ADMIN_TOKEN,
         "CONTACTBOOK_CSV": str(ROOT / "tests" / "data" / "empty.csv"),
         "NIMBLE_API_KEY": API_KEY,
+        "MAX_HEADER_BYTES": "4096",
     }
     api_argv = contactbook_argv(services["api"])
     api_argv[api_argv.index("--host") + 1] = "127.0.0.1"
@@ -448,6 +449,9 @@ def test_the_roles_compose_runs_are_healthy_log_json_and_expose_metrics(
                     "/api/v1/search", params={"text": "anything"}, headers={"X-Request-ID": "e2e-1"}
                 )
                 assert found.status_code == 200 and found.headers["X-Request-ID"] == "e2e-1"
+                for cookie, status in (("c" * 2_000, 200), ("c" * 6_000, 431)):
+                    answer = httpx.get(f"{base}/healthz", headers={"Cookie": cookie})
+                    assert answer.status_code == status  # MAX_HEADER_BYTES, in every worker
                 upload = http.post(
                     "/api/v1/imports",
                     content=UPLOAD.encode(),

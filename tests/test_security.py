@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import hmac
+import http.client
 import logging
 import socket
 import traceback
@@ -500,3 +501,61 @@ def test_many_query_parameters_are_a_4xx_or_answered(live_api):
     target = "/api/v1/search?" + "&".join(f"p{i}=1" for i in range(5_000)) + "&text=tom"
 
     assert _status_of_raw_get(url, target) in (200, 400, 414, 422, 431)
+
+
+def _answer_to_unfinished_head(url: str, header_bytes: int, then_send: int = 0) -> bytes:
+    """Send a request head that stops in the middle of a `header_bytes` header, read the
+    answer; then send `then_send` bytes more, as a client that goes on would."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\nX-Padding: ")
+        sock.sendall(b"a" * header_bytes)
+        answer = b""
+        while data := sock.recv(65536):  # the server answers and half-closes
+            answer += data
+        for _ in range(then_send // 65536):
+            sock.sendall(b"a" * 65536)  # read and dropped: no reset
+    return answer
+
+
+@pytest.mark.parametrize("then_send", [0, 20_000_000], ids=["stops", "goes-on"])
+def test_a_huge_header_is_refused_with_431_before_it_ends(live_api, then_send):
+    url = live_api()
+
+    answer = _answer_to_unfinished_head(url, 200_000, then_send)
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert b"connection: close" in head.lower()
+    assert "exceed 65536 bytes" in body.decode()
+    assert httpx.get(f"{url}/healthz").status_code == 200
+
+
+def test_many_headers_past_the_limit_are_refused_with_431(live_api):
+    url = live_api()
+    headers = "".join(f"X-Header-{i}: {'v' * 100}\r\n" for i in range(1_000))
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: test\r\n{headers}\r\n".encode())
+        assert read_status(sock) == 431
+
+
+def test_headers_under_the_limit_and_large_bodies_are_served_on_one_connection(live_api):
+    # The limit counts only a request's line and headers: a large body does not count,
+    # and each request on a kept-alive connection starts from zero.
+    parts = urlsplit(live_api())
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        cookie = {"Cookie": "session=" + "c" * 50_000}
+        for method, body, expected in [
+            ("GET", None, 200),
+            ("POST", b"x" * 300_000, 405),  # /healthz takes no body: read, then refused
+            ("GET", None, 200),
+            ("GET", None, 200),
+        ]:
+            connection.request(method, "/healthz", body=body, headers=cookie)
+            response = connection.getresponse()
+            response.read()
+            assert response.status == expected
+    finally:
+        connection.close()

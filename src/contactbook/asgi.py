@@ -1,11 +1,16 @@
-"""What the access log and the metrics both need to know about a request: its status and
-how long it took, even when the app raises before answering."""
+"""Around the ASGI app: what the access log and the metrics both need to know about a
+request (its status and how long it took, even when the app raises before answering),
+and the HTTP protocol uvicorn serves it with (bounded request heads)."""
 
 from __future__ import annotations
 
+import functools
+import json
 import time
 from collections.abc import Callable
 from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
 async def call_observed(
@@ -29,3 +34,107 @@ async def call_observed(
         await app(scope, receive, send_and_remember_status)
     finally:
         done(status, time.perf_counter() - started)
+
+
+# -- the HTTP server --------------------------------------------------------------------
+
+#: Bytes of a request line and headers the API reads before answering 431: a long
+#: cookie or token fits, a header built to exhaust memory does not.
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+#: How long a refused connection keeps reading (and dropping) what the client sends.
+LINGER_SECONDS = 2.0
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, refusing requests whose head is too large.
+
+    httptools itself has no limit: it buffers a header of any size (a 50 MB header grew
+    the API by 150 MB and got a 200). This counts the bytes received while a request's
+    line and headers are still being read and, past ``max_header_bytes``, answers
+    ``431 Request Header Fields Too Large`` and closes the connection. The count is
+    checked after each chunk is parsed, so a chunk that ends the headers and starts the
+    body never counts against them; at most one chunk more than the limit is held.
+
+    The close lingers: the answer goes out with a FIN and whatever the client still
+    sends is read and dropped for up to :data:`LINGER_SECONDS`. Closing at once, with
+    unread data, makes the kernel reset the connection, and the client would see a
+    reset instead of the 431.
+    """
+
+    def __init__(
+        self, *args: Any, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_header_bytes = max_header_bytes
+        self._reading_head = True  # before the first byte, or inside a request's head
+        self._head_bytes = 0  # received since the head began, by chunk
+        self._parsed_head_bytes = 0  # the request line and headers parsed so far
+        self._refused = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # lingering: read and drop
+        if self._reading_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self._reading_head and self._head_bytes > self.max_header_bytes:
+            self._refuse_large_head()  # a head still growing
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._reading_head = True
+        self._parsed_head_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._parsed_head_bytes += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._parsed_head_bytes += len(name) + len(value) + 4  # ": " and CRLF
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._reading_head = False
+        self._head_bytes = 0
+        if self._parsed_head_bytes > self.max_header_bytes:
+            self._refuse_large_head()  # a head that arrived whole in one chunk
+        if not self._refused:
+            super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._reading_head = True
+        if not self._refused:
+            super().on_message_complete()
+
+    def _refuse_large_head(self) -> None:
+        if self._refused or self.transport.is_closing():  # refused already, or a 400
+            return
+        body = json.dumps(
+            {
+                "detail": f"The request line and headers exceed {self.max_header_bytes} "
+                "bytes; send smaller headers (cookies, tokens)."
+            }
+        ).encode()
+        head = [b"HTTP/1.1 431 Request Header Fields Too Large\r\n"]
+        for name, value in self.server_state.default_headers:
+            head += [name, b": ", value, b"\r\n"]
+        head += [
+            b"content-type: application/json\r\n",
+            b"content-length: " + str(len(body)).encode() + b"\r\n",
+            b"connection: close\r\n\r\n",
+        ]
+        self.transport.write(b"".join(head) + body)
+        self._refused = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+
+def bounded_http(max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES) -> Callable[..., Any]:
+    """The ``http=`` protocol for ``uvicorn.run``/``uvicorn.Config``; picklable, so
+    ``--workers N`` can hand it to its worker processes."""
+    return functools.partial(BoundedHttpToolsProtocol, max_header_bytes=max_header_bytes)

@@ -100,6 +100,8 @@ def api(
     """
     import uvicorn
 
+    from contactbook.asgi import bounded_http
+
     settings = get_settings()
     _observe(settings, "api")
     with _services(settings, redis_needed=False) as urls:
@@ -112,6 +114,7 @@ def api(
             host=host,
             port=port,
             workers=workers,
+            http=bounded_http(settings.max_header_bytes),
             # Every uvicorn worker process applies this: JSON lines, and our access log
             # instead of uvicorn's.
             log_config=uvicorn_log_config(

@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_pool_timeout: float = Field(default=5.0, gt=0)
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
     search_result_expires: int = Field(default=3600, ge=60)
     broker_visibility_timeout: int = Field(default=3600, ge=1)
 
