@@ -293,13 +293,14 @@ def test_a_worker_killed_during_an_import_leaves_it_to_the_next_worker_which_imp
     assert count(db_url, "SELECT count(DISTINCT lower(email)) FROM contacts") == IMPORT_ROWS
     with psycopg.connect(db_url) as conn:
         runs = conn.execute(
-            "SELECT status, rows_read, finished_at FROM import_runs"
+            "SELECT status, rows_read, finished_at, error FROM import_runs"
             " WHERE source LIKE 'upload of people.csv%%' ORDER BY id"
         ).fetchall()
     succeeded = [run for run in runs if run[0] == "succeeded"]
     assert len(succeeded) == 1 and succeeded[0][1] == IMPORT_ROWS, runs
-    # The killed delivery's run record is left as it was when the worker died.
-    assert [run[0] for run in runs] == ["running", "succeeded"], runs
+    # The killed delivery's run was closed by the next import: its session was gone.
+    assert [run[0] for run in runs] == ["failed", "succeeded"], runs
+    assert runs[0][2] is not None and runs[0][3].startswith("interrupted: "), runs
     assert list((home / "uploads").iterdir()) == []  # the upload was removed once imported
     assert redelivered_after < 60
 

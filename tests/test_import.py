@@ -125,6 +125,35 @@ def test_a_run_is_recorded(conn, db_url, write_csv):
     )
 
 
+def test_runs_whose_session_is_gone_are_closed_by_the_next_import(conn, db_url, write_csv):
+    # An import whose process died left its run `running`; one still waiting for the
+    # import lock (its session alive) must stay so.
+    start = (
+        "INSERT INTO import_runs (source, backend_pid, backend_started)"
+        " SELECT %s, pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+        " RETURNING id"
+    )
+    with psycopg.connect(db_url, autocommit=True) as gone:
+        dead = gone.execute(start, ("killed.csv",)).fetchone()[0]
+    with psycopg.connect(db_url, autocommit=True) as waiting:
+        alive = waiting.execute(start, ("waiting.csv",)).fetchone()[0]
+        legacy = waiting.execute(
+            "INSERT INTO import_runs (source) VALUES ('before 0004') RETURNING id"
+        ).fetchone()[0]
+
+        summary = import_csv(db_url, write_csv(HEADER + "Ann,Lee,ann@example.org,\n"))
+
+        runs = {
+            r["id"]: r
+            for r in conn.execute("SELECT id, status, finished_at, error FROM import_runs")
+        }
+    for closed in (dead, legacy):
+        assert runs[closed]["status"] == "failed" and runs[closed]["finished_at"] is not None
+        assert runs[closed]["error"].startswith("interrupted: the process running this import")
+    assert (runs[alive]["status"], runs[alive]["error"]) == ("running", None)
+    assert runs[summary.run_id]["status"] == "succeeded"
+
+
 UNUSABLE = {
     "empty": b"",
     "binary": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00",

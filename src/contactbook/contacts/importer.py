@@ -127,7 +127,23 @@ WHERE c.id = keyed.id AND keyed.id <> duplicated.kept
 RETURNING c.id, duplicated.kept
 """
 
-START_RUN = "INSERT INTO import_runs (source) VALUES (%(source)s) RETURNING id"
+# The run names the session that imports (pid and start: a pid alone can be reused).
+START_RUN = """
+INSERT INTO import_runs (source, backend_pid, backend_started)
+VALUES (%(source)s, %(pid)s, (SELECT backend_start FROM pg_stat_activity WHERE pid = %(pid)s))
+RETURNING id
+"""
+
+# A run still marked running whose session is gone was abandoned: its process died, and
+# its transaction with it, so nothing of it was written.
+CLOSE_ABANDONED_RUNS = """
+UPDATE import_runs r SET status = 'failed', finished_at = now(),
+    error = 'interrupted: the process running this import stopped before it finished; '
+            'nothing of it was written'
+WHERE r.status = 'running'
+  AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a
+                  WHERE a.pid = r.backend_pid AND a.backend_start = r.backend_started)
+"""
 
 FINISH_RUN = """
 UPDATE import_runs SET finished_at = now(), status = %(status)s, rows_read = %(rows_read)s,
@@ -186,7 +202,7 @@ def import_csv(
     with ContactsCsv.open(path) as csv_file:
         summary.ignored_columns = list(csv_file.ignored_columns)
         with psycopg.connect(database_url) as conn:
-            run_id = _start_run(database_url, source)
+            run_id = _start_run(database_url, source, conn.info.backend_pid)
             summary.run_id = run_id
             try:
                 with conn.transaction():
@@ -297,10 +313,13 @@ def _merge(conn: psycopg.Connection, summary: ImportSummary) -> None:
     summary.inserted = conn.execute(INSERT_UNMATCHED).rowcount
 
 
-def _start_run(database_url: str, source: str) -> int:
+def _start_run(database_url: str, source: str, importing_pid: int) -> int:
     # Run records are written on their own connection so a failed import still leaves one.
     with psycopg.connect(database_url, autocommit=True) as conn:
-        return conn.execute(START_RUN, {"source": source}).fetchone()[0]
+        closed = conn.execute(CLOSE_ABANDONED_RUNS).rowcount
+        if closed:
+            log.warning("%d import run(s) abandoned by a process that died marked failed", closed)
+        return conn.execute(START_RUN, {"source": source, "pid": importing_pid}).fetchone()[0]
 
 
 def _finish_run(
