@@ -7,6 +7,7 @@ servers (and every other test) never notice.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -25,9 +26,13 @@ import redis
 from celery_support import ADMIN_TOKEN, CELERY_WARNINGS, admin_headers, wait_until
 from conftest import CLEAN, CONTACTBOOK, REPO
 from nimble_fixtures import Simulator, people, simulator_server
-from support import dump_contacts, free_port
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from support import dump_contacts, free_port, start_server
 
 from contactbook import db
+from contactbook.asgi import AdmissionMiddleware
 from contactbook.config import Settings
 from contactbook.embedded import EmbeddedPostgres, EmbeddedRedis
 from contactbook.nimble.client import RetryPolicy
@@ -452,7 +457,11 @@ CONCURRENT_SEARCHES = 20
 
 
 def concurrent_searches(api: str, n: int) -> list[httpx.Response]:
-    with httpx.Client(base_url=api, timeout=60) as client, ThreadPoolExecutor(n) as pool:
+    limits = httpx.Limits(max_connections=n)
+    with (
+        httpx.Client(base_url=api, timeout=60, limits=limits) as client,
+        ThreadPoolExecutor(n) as pool,
+    ):
         futures = [
             pool.submit(client.get, "/api/v1/search", params={"text": f"dana okafor{i % 7}"})
             for i in range(n)
@@ -504,3 +513,50 @@ def test_more_searches_than_connections_wait_or_get_503_with_retry_after_never_5
     assert httpx.get(f"{api}/readyz").status_code == 200
     search = httpx.get(f"{api}/api/v1/search", params={"text": "dana okafor3"})
     assert search.status_code == 200 and search.json()[0]["last_name"] == "Okafor3"
+
+
+def test_many_more_searches_than_threads_and_connections_all_finish(db_url: str, live_api) -> None:
+    # 150 searches at once against 2 connections and FastAPI's 40 threads. When a request
+    # took its connection in a dependency (one thread) and searched in the endpoint (a
+    # second thread), every thread ended up waiting for a connection while the requests
+    # holding the connections waited for a thread: nothing moved until the pool timeout,
+    # and under steady load the API never recovered.
+    add_people(db_url, 200)
+    api = live_api(db_pool_size=2, db_pool_timeout=5.0)
+    started = time.monotonic()
+    answers = concurrent_searches(api, 150)
+    assert [answer.status_code for answer in answers] == [200] * 150
+    assert time.monotonic() - started < 5.0  # no request sat out a pool timeout
+    assert httpx.get(f"{api}/healthz").status_code == 200
+
+
+def test_past_its_places_the_api_sheds_requests_with_503_and_retry_after() -> None:
+    # Two places, a wait of 0.3 s, requests that take 1 s: two are served, the others
+    # are refused after the bounded wait instead of queueing without end; liveness is
+    # never queued, and the places come back.
+    async def slow(request):
+        await asyncio.sleep(1.0)
+        return PlainTextResponse("done")
+
+    async def healthz(request):
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/slow", slow), Route("/healthz", healthz)])
+    server = start_server(AdmissionMiddleware(app, limit=2, wait=0.3))
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client, ThreadPoolExecutor(5) as pool:
+            futures = [pool.submit(client.get, "/slow") for _ in range(5)]
+            time.sleep(0.1)
+            started = time.monotonic()
+            assert client.get("/healthz").status_code == 200
+            assert time.monotonic() - started < 0.5
+            answers = [future.result() for future in futures]
+            assert sorted(answer.status_code for answer in answers) == [200, 200, 503, 503, 503]
+            for answer in answers:
+                if answer.status_code == 503:
+                    assert answer.headers["Retry-After"] == "1"
+                    assert "busy" in answer.json()["detail"]
+                    assert answer.elapsed.total_seconds() < 0.9  # refused, not served late
+            assert client.get("/slow").status_code == 200
+    finally:
+        server.stop()

@@ -1,9 +1,11 @@
 """Around the ASGI app: what the access log and the metrics both need to know about a
 request (its status and how long it took, even when the app raises before answering),
+admission (a bounded number of requests inside the app, a bounded wait for the others)
 and the HTTP protocol uvicorn serves it with (bounded request heads)."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import time
@@ -34,6 +36,71 @@ async def call_observed(
         await app(scope, receive, send_and_remember_status)
     finally:
         done(status, time.perf_counter() - started)
+
+
+# -- admission --------------------------------------------------------------------------
+
+#: Requests inside the app at once, per process. FastAPI runs endpoints on 40 threads; a
+#: request beyond those would queue for a thread with no bound at all, and under overload
+#: the API would then spend its time on requests whose clients had long given up.
+ADMITTED_REQUESTS = 32
+#: Paths that bypass admission: liveness and metrics must answer when the API is busy.
+ALWAYS_ADMITTED = frozenset({"/healthz", "/metrics"})
+
+
+class AdmissionMiddleware:
+    """At most ``limit`` requests in the app at once; the others wait for a place, in
+    arrival order, at most ``wait`` seconds, and then get ``503`` with ``Retry-After``.
+
+    So overload sheds the excess quickly with an answer that says when to come back,
+    and the wait of any admitted request is bounded, so the API is itself again as soon
+    as the load falls (without it, a minute at twice the sustainable rate left a queue
+    that took minutes to drain).
+    """
+
+    def __init__(self, app: Any, *, limit: int = ADMITTED_REQUESTS, wait: float = 5.0) -> None:
+        self.app = app
+        self.limit = limit
+        self.wait = wait
+        self._places: asyncio.Semaphore | None = None  # made on the serving event loop
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] in ALWAYS_ADMITTED:
+            await self.app(scope, receive, send)
+            return
+        if self._places is None:
+            self._places = asyncio.Semaphore(self.limit)
+        try:
+            async with asyncio.timeout(self.wait):
+                await self._places.acquire()
+        except TimeoutError:
+            await _busy(send, self.wait)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self._places.release()
+
+
+async def _busy(send: Any, waited: float) -> None:
+    body = json.dumps(
+        {
+            "detail": f"the server is busy: no place for this request within {waited:g} s. "
+            "Retry in a second."
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", b"1"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 # -- the HTTP server --------------------------------------------------------------------
@@ -113,6 +180,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse_large_head(self) -> None:
         if self._refused or self.transport.is_closing():  # refused already, or a 400
             return
+        self._refused = True
+        self.logger.warning(
+            "refused a request whose line and headers exceed %d bytes (431)",
+            self.max_header_bytes,
+        )
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined request behind one still being answered: an answer now would
+            # land inside that response, so close without one.
+            self.transport.close()
+            return
         body = json.dumps(
             {
                 "detail": f"The request line and headers exceed {self.max_header_bytes} "
@@ -128,7 +205,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             b"connection: close\r\n\r\n",
         ]
         self.transport.write(b"".join(head) + body)
-        self._refused = True
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.loop.call_later(LINGER_SECONDS, self.transport.close)

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from contactbook import tasks
-from contactbook.api.deps import Admin, Conn, SettingsDep
+from contactbook.api.deps import Admin, Pool, SettingsDep
 from contactbook.api.v2 import CeleryDep, TaskAccepted
 from contactbook.config import Settings
 
@@ -91,11 +91,12 @@ def trigger_sync(
 
 @router.get("/sync/runs", response_model=list[SyncRun], responses=_ADMIN_RESPONSES)
 def list_sync_runs(
-    conn: Conn,
+    pool: Pool,
     limit: Annotated[int, Query(ge=1, le=100, description="How many runs, newest first.")] = 20,
 ) -> list[dict]:
     """Recent sync runs, newest first, with their figures and errors."""
-    return conn.execute(RECENT_SYNC_RUNS, {"limit": limit}).fetchall()
+    with pool.connection() as conn:
+        return conn.execute(RECENT_SYNC_RUNS, {"limit": limit}).fetchall()
 
 
 @router.get(

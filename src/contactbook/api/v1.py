@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Response
 
 from contactbook import metrics
-from contactbook.api.deps import Conn, Reader
+from contactbook.api.deps import Pool, Reader
 from contactbook.contacts import repository
 from contactbook.contacts.schemas import Contact, SearchHit, Stats
 from contactbook.contacts.search import MAX_LIMIT, MAX_OFFSET, search_contacts
@@ -24,10 +24,11 @@ Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Results to skip.
 
 @router.get("/search", response_model=list[SearchHit])
 def search(
-    conn: Conn, response: Response, text: SearchText = None, limit: Limit = 20, offset: Offset = 0
+    pool: Pool, response: Response, text: SearchText = None, limit: Limit = 20, offset: Offset = 0
 ) -> list[dict]:
     """Contacts matching `text`, best match first. `X-Total-Count` gives all matches."""
-    page = search_contacts(conn, text, limit=limit, offset=offset)
+    with pool.connection() as conn:
+        page = search_contacts(conn, text, limit=limit, offset=offset)
     metrics.record_search(len(page.contacts), source="v1")
     response.headers["X-Total-Count"] = str(page.total)
     return page.contacts
@@ -35,11 +36,12 @@ def search(
 
 @router.get("/contacts", response_model=list[Contact])
 def list_contacts(
-    conn: Conn, response: Response, limit: Limit = 20, offset: Offset = 0
+    pool: Pool, response: Response, limit: Limit = 20, offset: Offset = 0
 ) -> list[dict]:
     """Live contacts in id order. `X-Total-Count` gives how many there are."""
-    response.headers["X-Total-Count"] = str(repository.count_live_contacts(conn))
-    return repository.list_contacts(conn, limit=limit, offset=offset)
+    with pool.connection() as conn:
+        response.headers["X-Total-Count"] = str(repository.count_live_contacts(conn))
+        return repository.list_contacts(conn, limit=limit, offset=offset)
 
 
 @router.get(
@@ -47,19 +49,19 @@ def list_contacts(
     response_model=Contact,
     responses={404: {"description": "No live contact has this id."}},
 )
-def get_contact(contact_id: int, conn: Conn) -> dict:
+def get_contact(contact_id: int, pool: Pool) -> dict:
     """One contact by its id."""
-    contact = repository.get_contact(conn, contact_id)
+    with pool.connection() as conn:
+        contact = repository.get_contact(conn, contact_id)
     if contact is None:
         raise HTTPException(404, f"no contact with id {contact_id}")
     return contact
 
 
 @router.get("/stats", response_model=Stats)
-def stats(conn: Conn) -> Stats:
+def stats(pool: Pool) -> Stats:
     """How many contacts there are and when the last sync succeeded."""
-    last_sync = repository.last_successful_sync(conn)
-    return Stats(
-        contacts=repository.count_live_contacts(conn),
-        last_sync=last_sync.isoformat() if last_sync else None,
-    )
+    with pool.connection() as conn:
+        last_sync = repository.last_successful_sync(conn)
+        contacts = repository.count_live_contacts(conn)
+    return Stats(contacts=contacts, last_sync=last_sync.isoformat() if last_sync else None)
