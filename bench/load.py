@@ -43,15 +43,17 @@ The rate search and the run are repeated for each `--workers` count (`contactboo
 --workers N`). Not a test: figures depend on the machine and on what else runs on it;
 serialise with other benchmarks (`flock /tmp/bench.lock python bench/load.py`).
 
-On the 2-core development machine, 100,000 contacts, two runs of the defaults (8-10
-minutes each): 93 ops/s (103 HTTP requests/s) sustained for 2 minutes with one API
-worker, p50/p99 in ms: v1 search 10-11/58, v2 submit 4-5/17-19, v2 poll 3/15, contact
-read 3/13, v2 end-to-end 33-35/88-90; no error; API RSS 114 MiB at start and end. Two
-workers: 94-105 ops/s, within the probes' noise, with a higher v1 p99 at the same rate.
-The machine is only ~55% busy at that rate: the limit is the tail, single-word bio
-searches for a word in ~2.5% of rows ("platform", "Spanish"), 55-60 ms each even alone
-(the bio band walks the id index through ~80,000 rows to collect its 1,000 candidates),
-which go past 100 ms as soon as two overlap. The generator used 0.04 cores.
+On the 2-core development machine, 100,000 contacts, the defaults (20 minutes): one API
+worker sustained 129 ops/s (144 HTTP requests/s) for 2 minutes, p50/p99 in ms: v1
+search 15/84, v2 submit 6/41, v2 poll 4/28, contact read 3/31, v2 end-to-end 37/135; no
+error; API RSS 120 MiB at start and end. Two workers: 159 ops/s (177 HTTP/s), v1 search
+12/69, 0 errors, 325-327 MiB over 4 processes. The generator used 0.05 cores. The first
+version of this benchmark found the API stopped answering at 190 ops/s and never came
+back (a connection taken on one thread and used on another: fixed, see
+contactbook/api/deps.py) and held 93 ops/s, limited by one-word bio searches that
+walked the id index (fixed in contacts/search.py). The slowest texts now are email local
+parts matching one contact ("bruce.ramirez"): fewer than 10 results start the typo
+fallback.
 """
 
 from __future__ import annotations
