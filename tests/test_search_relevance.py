@@ -234,6 +234,17 @@ def test_one_letter_off_still_finds_the_person(sconn, typed):
     assert "Tom Hendricks" in names(sconn, typed, limit=20)
 
 
+def test_an_address_part_is_corrected_by_its_name_parts(sconn):
+    # "daniel.b" is Daniel Brooks's address (and a prefix of others): no typo, so no
+    # fallback to every Daniel.
+    found = search_contacts(sconn, "daniel.b", limit=50)
+    assert found.contacts[0]["email"] == "daniel.b@harbourline.test"
+    assert found.total == len(found.contacts) < search_module.FALLBACK_BELOW
+    assert all(c["email"].startswith("daniel.b") for c in found.contacts)
+    # A typo inside an address-like word is corrected part by part.
+    assert "Tom Hendricks" in names(sconn, "tom.hendircks", limit=20)
+
+
 def test_typo_fallback_runs_only_when_full_text_finds_too_little(sconn, monkeypatch):
     calls = []
     original = search_module._typo_query

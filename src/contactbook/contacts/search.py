@@ -516,8 +516,9 @@ def _typo_query(conn: psycopg.Connection, lexemes: list[str]) -> tuple[str, list
     """A tsquery (text) where each unknown word may be any of its nearest name words."""
     groups = []
     corrections = []
+    words = _name_parts(lexemes)
     for row in _execute(
-        conn, NEAR_NAME_WORDS, {"lexemes": lexemes, "alternatives": TYPO_ALTERNATIVES}
+        conn, NEAR_NAME_WORDS, {"lexemes": words, "alternatives": TYPO_ALTERNATIVES}
     ):
         if row["known"]:
             groups.append(_lexeme(row["word"]))
@@ -529,6 +530,18 @@ def _typo_query(conn: psycopg.Connection, lexemes: list[str]) -> tuple[str, list
     if not corrections:
         return "", []
     return " & ".join(groups), corrections
+
+
+_ADDRESS_SEPARATORS = re.compile(r"[.@_+\-]+")
+
+
+def _name_parts(lexemes: list[str]) -> list[str]:
+    """The words to correct: an address-like word is its parts ("bruce.ramirez" is
+    "bruce" and "ramirez"), since only names are in the vocabulary. Whole, it was
+    "near" every Bruce and every Ramirez: the fallback for an address that matched one
+    contact then scored 500 people (35 ms, the slowest searches under load)."""
+    parts = [part for lexeme in lexemes for part in _ADDRESS_SEPARATORS.split(lexeme) if part]
+    return list(dict.fromkeys(parts))
 
 
 # --------------------------------------------------------------------------- words
