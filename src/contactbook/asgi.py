@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from starlette.responses import JSONResponse
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
@@ -74,33 +75,20 @@ class AdmissionMiddleware:
             async with asyncio.timeout(self.wait):
                 await self._places.acquire()
         except TimeoutError:
-            await _busy(send, self.wait)
+            busy = JSONResponse(
+                {
+                    "detail": f"the server is busy: no place for this request within "
+                    f"{self.wait:g} s. Retry in a second."
+                },
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+            await busy(scope, receive, send)
             return
         try:
             await self.app(scope, receive, send)
         finally:
             self._places.release()
-
-
-async def _busy(send: Any, waited: float) -> None:
-    body = json.dumps(
-        {
-            "detail": f"the server is busy: no place for this request within {waited:g} s. "
-            "Retry in a second."
-        }
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", b"1"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 # -- the HTTP server --------------------------------------------------------------------
