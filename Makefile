@@ -11,11 +11,13 @@ PYTEST_ARGS ?=
 
 .PHONY: install run test lint format bench bench-import bench-search clean
 
-$(STAMP): pyproject.toml
+# Runtime dependencies at the versions of requirements.lock (the ones the tests and the
+# Docker image use), so a release published since cannot change what a fresh clone runs.
+$(STAMP): pyproject.toml requirements.lock
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed: install it and run make again"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --constraint requirements.lock -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
