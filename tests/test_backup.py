@@ -61,7 +61,9 @@ def contacts_db(db_url: str, write_csv) -> str:
 
 def search_vectors(url: str) -> list[tuple]:
     with psycopg.connect(url) as conn:
-        return conn.execute("SELECT id, search_vector::text FROM contacts ORDER BY id").fetchall()
+        return conn.execute(
+            "SELECT id, name_vector::text, bio_vector::text FROM contacts ORDER BY id"
+        ).fetchall()
 
 
 def test_backup_then_restore_into_an_empty_database_gives_the_same_contacts(

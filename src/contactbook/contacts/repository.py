@@ -7,12 +7,15 @@ from collections.abc import Iterator
 import psycopg
 
 GET_CONTACT = """
-SELECT id, nimble_id, first_name, last_name, email, description
+SELECT id, nimble_id, first_name, last_name, email, description,
+       phones[1] AS phone, phones, title, company, location, tags
 FROM contacts WHERE id = %(id)s AND deleted_at IS NULL
 """
 
 LIST_CONTACTS = """
-SELECT id, nimble_id, first_name, last_name, email, description FROM contacts
+SELECT id, nimble_id, first_name, last_name, email, description,
+       phones[1] AS phone, phones, title, company, location, tags
+FROM contacts
 WHERE deleted_at IS NULL
 ORDER BY id
 LIMIT %(limit)s OFFSET %(offset)s
@@ -27,7 +30,8 @@ SELECT max(finished_at) AS finished_at FROM sync_runs WHERE status = 'succeeded'
 """
 
 EXPORT_CONTACTS = """
-SELECT id, nimble_id, first_name, last_name, email, description
+SELECT id, nimble_id, first_name, last_name, email, description,
+       phones[1] AS phone, phones, title, company, location, tags
 FROM contacts WHERE deleted_at IS NULL ORDER BY id
 """
 

@@ -14,6 +14,12 @@ class Contact(BaseModel):
     last_name: str | None = None
     email: str | None = None
     description: str | None = None
+    phone: str | None = Field(None, description="The primary phone number (the first of phones).")
+    phones: list[str] = Field(default_factory=list, description="Every number, primary first.")
+    title: str | None = None
+    company: str | None = None
+    location: str | None = Field(None, description="City and country.")
+    tags: list[str] = Field(default_factory=list)
 
 
 class Highlight(BaseModel):

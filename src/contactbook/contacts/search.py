@@ -140,25 +140,28 @@ FROM q
 NAME_BANDS_ONE_WORD = """
 (SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description, 1 AS band
  FROM contacts c
- WHERE c.name_only_vector @@ %(exact)s::tsquery
+ WHERE ts_filter(c.name_vector, '{a}') @@ %(exact)s::tsquery
    AND (NOT %(excluding)s OR c.name_vector @@ %(exact)s::tsquery) AND c.deleted_at IS NULL
  ORDER BY c.id LIMIT %(walk)s)
 UNION ALL
 (SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description, 2 AS band
  FROM contacts c
- WHERE c.name_vector @@ %(exact)s::tsquery AND NOT c.name_only_vector @@ %(exact)s::tsquery
+ WHERE c.name_vector @@ %(exact)s::tsquery
+   AND NOT ts_filter(c.name_vector, '{a}') @@ %(exact)s::tsquery
    AND c.deleted_at IS NULL
  ORDER BY c.id LIMIT %(walk)s)
 UNION ALL
 (SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description, 5 AS band
  FROM contacts c
- WHERE c.name_only_vector @@ %(prefix)s::tsquery AND NOT c.name_vector @@ %(exact)s::tsquery
+ WHERE ts_filter(c.name_vector, '{a}') @@ %(prefix)s::tsquery
+   AND NOT c.name_vector @@ %(exact)s::tsquery
    AND (NOT %(excluding)s OR c.name_vector @@ %(prefix)s::tsquery) AND c.deleted_at IS NULL
  ORDER BY c.id LIMIT %(walk)s)
 UNION ALL
 (SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description, 6 AS band
  FROM contacts c
- WHERE c.name_vector @@ %(prefix)s::tsquery AND NOT c.name_only_vector @@ %(prefix)s::tsquery
+ WHERE c.name_vector @@ %(prefix)s::tsquery
+   AND NOT ts_filter(c.name_vector, '{a}') @@ %(prefix)s::tsquery
    AND NOT c.name_vector @@ %(exact)s::tsquery AND c.deleted_at IS NULL
  ORDER BY c.id LIMIT %(walk)s)
 LIMIT %(take)s
@@ -172,7 +175,7 @@ LIMIT %(take)s
 NAME_BANDS_SEVERAL_WORDS = """
 WITH matches AS MATERIALIZED (
     SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description,
-           c.name_vector, c.name_only_vector
+           c.name_vector, ts_filter(c.name_vector, '{a}') AS name_only_vector
     FROM contacts c
     WHERE c.name_vector @@ %(names)s::tsquery AND c.deleted_at IS NULL
     LIMIT %(candidates)s
@@ -200,9 +203,10 @@ LIMIT %(take)s
 BAND_ANYWHERE = """
 WITH candidates AS (
     SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description,
-           c.search_vector
+           c.name_vector || c.bio_vector AS search_vector
     FROM contacts c
-    WHERE c.search_vector @@ %(any)s::tsquery AND NOT c.name_vector @@ %(names)s::tsquery
+    WHERE (c.name_vector || c.bio_vector) @@ %(any)s::tsquery
+      AND NOT c.name_vector @@ %(names)s::tsquery
       AND c.deleted_at IS NULL
     ORDER BY c.id
     LIMIT %(candidates)s
@@ -237,13 +241,14 @@ SELECT count(*) AS n FROM (
 ESTIMATE_ALL_MATCHES = """
 EXPLAIN (FORMAT JSON)
 SELECT 1 FROM contacts c
-WHERE c.search_vector @@ %(any)s::tsquery AND c.deleted_at IS NULL
+WHERE (c.name_vector || c.bio_vector) @@ %(any)s::tsquery AND c.deleted_at IS NULL
 """
 
 COUNT_ALL_MATCHES = """
 SELECT count(*) AS n FROM (
     SELECT 1 FROM contacts c
-    WHERE (c.name_vector @@ %(names)s::tsquery OR c.search_vector @@ %(any)s::tsquery)
+    WHERE (c.name_vector @@ %(names)s::tsquery
+           OR (c.name_vector || c.bio_vector) @@ %(any)s::tsquery)
       AND c.deleted_at IS NULL
     LIMIT %(cap)s
 ) part

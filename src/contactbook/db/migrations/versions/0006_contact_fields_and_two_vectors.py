@@ -1,0 +1,259 @@
+"""Contacts as Nimble keeps them (phones, title, company, location, tags) over two vectors.
+
+Revision ID: 0006
+Revises: 0005
+
+The new fields:
+
+- `phones`: every number in Nimble's order (the first is the primary), `tags`: a set of
+  strings (stored in the order first seen, compared as sets); `title`, `company`,
+  `location` ("city, country").
+
+Before this revision every contact carried three stored vectors (`search_vector` with
+names, emails and the bio; `name_vector` with names and emails; `name_only_vector` with
+the names) and a GIN index on each: an import computed and indexed the names three
+times. Now there are two, each field in exactly one:
+
+- `name_vector`: what people type to find a person, each part with its weight:
+  names `A`, email parts `B`, company and tag words `C`; and, as lexemes no typed word
+  can produce (the parser never keeps these leading characters), the filters and the
+  phones: `$tag` for each tag and `%company` for the whole company (folded), so that
+  `tag=` and `company=` are conditions on the same GIN index as the text; `#` and the
+  digits of each phone number in reverse, so that "ends with these digits" is a prefix
+  match (`'#2410555':*` finds every number ending in 555-0142).
+  "Every word in the name itself" is a weight restriction (`'tom':A`), which replaces
+  `name_only_vector`.
+- `bio_vector`: the description and the title (`english`, so "negotiating" finds
+  "negotiation"), and the location (`simple`, folded).
+
+Indexes: GIN on `name_vector` (small posting lists: name words are not drowned by bio
+words), GIN on `name_vector || bio_vector` (every word anywhere, for the bio band).
+`contactbook_contacts_index_ddl` is the one place where the secondary indexes and the
+name-words trigger are defined, for `contacts` and for the table an empty-table import
+loads before it takes the place of `contacts` (contacts/importer.py). The person key of
+a row without an email now holds an md5 of the names and bio instead of the whole bio.
+`contacts_live_idx` is gone: the primary key serves the same walks (removed contacts are
+few).
+
+Upgrading an existing database rewrites `contacts` once (one ALTER TABLE).
+"""
+
+from alembic import op
+
+revision = "0006"
+down_revision = "0004"  # 0005 (import runs) lands with the hostile-traffic work
+branch_labels = None
+depends_on = None
+
+UPGRADE = r"""
+DROP INDEX IF EXISTS contacts_person_key_idx;
+DROP INDEX IF EXISTS contacts_live_idx;
+DROP INDEX IF EXISTS contacts_email_lower_idx;
+DROP TRIGGER IF EXISTS contacts_name_words_insert ON contacts;
+DROP TRIGGER IF EXISTS contacts_name_words_update ON contacts;
+
+-- Two rows are the same person when their emails match case-insensitively. Without an
+-- email, only a row with the same names (any case) and the same bio is the same person.
+-- The bio enters as a hash: the key's index no longer holds every bio a second time.
+CREATE OR REPLACE FUNCTION contactbook_person_key(
+    email text, first_name text, last_name text, description text
+) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE
+        WHEN email IS NOT NULL THEN 'e:' || lower(email)
+        ELSE 'n:' || md5(coalesce(lower(first_name), '') || '|' || coalesce(lower(last_name), '')
+            || '|' || coalesce(description, ''))
+    END;
+
+-- Digits only: how a phone number is compared, whatever way it was written.
+CREATE FUNCTION contactbook_phone_digits(phone text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT
+    RETURN regexp_replace(phone, '[^0-9]', '', 'g');
+
+-- Lexemes that start with a character the text-search parser never keeps: a typed word
+-- cannot produce them, so they match only the queries built for them. Written as
+-- expressions without sub-selects, so that PostgreSQL inlines them into the generated
+-- column (a sub-select would run per row as a separate function call).
+CREATE FUNCTION contactbook_marker_lexemes(marker text, items text[]) RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT
+    RETURN array_remove(
+        string_to_array(marker || array_to_string(items, E'\x1f' || marker), E'\x1f'),
+        marker
+    );
+
+CREATE FUNCTION contactbook_name_vector(
+    first_name text, last_name text, email text, company text, tags text[], phones text[]
+) RETURNS tsvector
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN setweight(to_tsvector('simple', contactbook_name_terms(first_name, last_name)), 'A')
+        || setweight(to_tsvector('simple', coalesce(contactbook_email_words(email), '')), 'B')
+        || setweight(to_tsvector('simple', contactbook_fold(
+               concat_ws(' ', company, array_to_string(tags, ' ')))), 'C')
+        || array_to_tsvector(contactbook_marker_lexemes('$', string_to_array(
+               contactbook_fold(array_to_string(tags, E'\x1f')), E'\x1f')))
+        || array_to_tsvector(contactbook_marker_lexemes('%', ARRAY[contactbook_fold(company)]))
+        || array_to_tsvector(contactbook_marker_lexemes('#', string_to_array(
+               reverse(regexp_replace(array_to_string(phones, E'\x1f'), '[^0-9\x1f]', '', 'g')),
+               E'\x1f')));
+
+CREATE FUNCTION contactbook_bio_vector(description text, title text, location text)
+    RETURNS tsvector
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN setweight(to_tsvector('english', concat_ws(' ', title, description)), 'C')
+        || setweight(to_tsvector('simple', coalesce(contactbook_fold(location), '')), 'C');
+
+ALTER TABLE contacts
+    DROP COLUMN search_vector,
+    DROP COLUMN name_only_vector,
+    DROP COLUMN name_vector,
+    ADD COLUMN phones text[] NOT NULL DEFAULT '{}',
+    ADD COLUMN title text,
+    ADD COLUMN company text,
+    ADD COLUMN location text,
+    ADD COLUMN tags text[] NOT NULL DEFAULT '{}',
+    ADD COLUMN name_vector tsvector GENERATED ALWAYS AS (
+        contactbook_name_vector(first_name, last_name, email, company, tags, phones)
+    ) STORED,
+    ADD COLUMN bio_vector tsvector GENERATED ALWAYS AS (
+        contactbook_bio_vector(description, title, location)
+    ) STORED;
+
+-- The name words come from the stored vector's names (weight A).
+CREATE OR REPLACE FUNCTION contactbook_remember_name_words() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO contact_name_words (word)
+    SELECT DISTINCT words.lexeme
+    FROM changed_rows, unnest(ts_filter(changed_rows.name_vector, '{a}')) AS words
+    ORDER BY 1
+    ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END
+$$;
+
+-- What a contacts table has besides its columns: `contacts`, or the table an empty-table
+-- import fills before it takes the place of `contacts`. One statement a row, the
+-- constraints first, then the indexes from the biggest (two connections building them
+-- at once then finish together), then the triggers. Object names are the table's name
+-- and a fixed suffix (trigger names belong to their table and do not change).
+CREATE FUNCTION contactbook_contacts_ddl(target text)
+    RETURNS TABLE (kind text, name text, statement text)
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+BEGIN ATOMIC
+    SELECT d.kind, target || d.suffix, format(d.ddl, target, target || d.suffix)
+    FROM (VALUES
+        (1, 'constraint', '_pkey', 'ALTER TABLE %I ADD CONSTRAINT %I PRIMARY KEY (id)'),
+        (2, 'constraint', '_nimble_id_key', 'ALTER TABLE %I ADD CONSTRAINT %I UNIQUE (nimble_id)'),
+        (3, 'index', '_text_idx',
+            'CREATE INDEX %2$I ON %1$I USING gin ((name_vector || bio_vector))'),
+        (4, 'index', '_name_vector_idx', 'CREATE INDEX %2$I ON %1$I USING gin (name_vector)'),
+        (5, 'index', '_person_key_idx',
+            'CREATE INDEX %2$I ON %1$I '
+            '(contactbook_person_key(email, first_name, last_name, description)) '
+            'WHERE deleted_at IS NULL'),
+        (6, 'index', '_email_lower_idx', 'CREATE INDEX %2$I ON %1$I (lower(email))'),
+        (7, 'trigger', '_name_words_insert',
+            'CREATE TRIGGER contacts_name_words_insert AFTER INSERT ON %1$I '
+            'REFERENCING NEW TABLE AS changed_rows '
+            'FOR EACH STATEMENT EXECUTE FUNCTION contactbook_remember_name_words()'),
+        (8, 'trigger', '_name_words_update',
+            'CREATE TRIGGER contacts_name_words_update AFTER UPDATE ON %1$I '
+            'REFERENCING NEW TABLE AS changed_rows '
+            'FOR EACH STATEMENT EXECUTE FUNCTION contactbook_remember_name_words()')
+    ) AS d(position, kind, suffix, ddl)
+    ORDER BY d.position;
+END;
+
+DO $$
+DECLARE
+    ddl record;
+BEGIN
+    FOR ddl IN SELECT * FROM contactbook_contacts_ddl('contacts') WHERE kind <> 'constraint'
+    LOOP
+        EXECUTE ddl.statement;
+    END LOOP;
+END
+$$;
+"""
+
+DOWNGRADE = r"""
+DROP INDEX IF EXISTS contacts_text_idx;
+DROP INDEX IF EXISTS contacts_name_vector_idx;
+DROP INDEX IF EXISTS contacts_person_key_idx;
+DROP INDEX IF EXISTS contacts_email_lower_idx;
+DROP TRIGGER IF EXISTS contacts_name_words_insert ON contacts;
+DROP TRIGGER IF EXISTS contacts_name_words_update ON contacts;
+DROP FUNCTION contactbook_contacts_ddl(text);
+
+CREATE OR REPLACE FUNCTION contactbook_person_key(
+    email text, first_name text, last_name text, description text
+) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE
+        WHEN email IS NOT NULL THEN 'e:' || lower(email)
+        ELSE 'n:' || coalesce(lower(first_name), '') || '|' || coalesce(lower(last_name), '')
+            || '|' || coalesce(description, '')
+    END;
+
+ALTER TABLE contacts
+    DROP COLUMN name_vector,
+    DROP COLUMN bio_vector,
+    DROP COLUMN phones,
+    DROP COLUMN title,
+    DROP COLUMN company,
+    DROP COLUMN location,
+    DROP COLUMN tags,
+    ADD COLUMN search_vector tsvector GENERATED ALWAYS AS (
+        setweight(to_tsvector('simple',
+            contactbook_fold(coalesce(first_name, '') || ' ' || coalesce(last_name, ''))), 'A')
+        || setweight(to_tsvector('simple', coalesce(contactbook_email_terms(email), '')), 'B')
+        || setweight(to_tsvector('english', coalesce(description, '')), 'C')
+    ) STORED,
+    ADD COLUMN name_vector tsvector GENERATED ALWAYS AS (
+        setweight(to_tsvector('simple', contactbook_name_terms(first_name, last_name)), 'A')
+        || setweight(to_tsvector('simple', coalesce(contactbook_email_words(email), '')), 'B')
+    ) STORED,
+    ADD COLUMN name_only_vector tsvector GENERATED ALWAYS AS (
+        to_tsvector('simple', contactbook_name_terms(first_name, last_name))
+    ) STORED;
+
+DROP FUNCTION contactbook_bio_vector(text, text, text);
+DROP FUNCTION contactbook_name_vector(text, text, text, text, text[], text[]);
+DROP FUNCTION contactbook_marker_lexemes(text, text[]);
+DROP FUNCTION contactbook_phone_digits(text);
+
+CREATE INDEX contacts_search_vector_idx ON contacts USING gin (search_vector);
+CREATE INDEX contacts_name_vector_idx ON contacts USING gin (name_vector);
+CREATE INDEX contacts_name_only_vector_idx ON contacts USING gin (name_only_vector);
+CREATE INDEX contacts_email_lower_idx ON contacts (lower(email));
+CREATE INDEX contacts_person_key_idx
+    ON contacts (contactbook_person_key(email, first_name, last_name, description))
+    WHERE deleted_at IS NULL;
+CREATE INDEX contacts_live_idx ON contacts (id) WHERE deleted_at IS NULL;
+
+CREATE OR REPLACE FUNCTION contactbook_remember_name_words() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO contact_name_words (word)
+    SELECT DISTINCT words.lexeme
+    FROM changed_rows, unnest(changed_rows.name_only_vector) AS words
+    ORDER BY 1
+    ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER contacts_name_words_insert AFTER INSERT ON contacts
+    REFERENCING NEW TABLE AS changed_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION contactbook_remember_name_words();
+CREATE TRIGGER contacts_name_words_update AFTER UPDATE ON contacts
+    REFERENCING NEW TABLE AS changed_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION contactbook_remember_name_words();
+"""
+
+
+def upgrade() -> None:
+    op.execute(UPGRADE)
+
+
+def downgrade() -> None:
+    op.execute(DOWNGRADE)
