@@ -138,31 +138,39 @@ FROM q
 # email too, hence `excluding`). Bands 3-4 are empty for one word (its whole-word match
 # is band 1), so one word has its own statement.
 NAME_BANDS_ONE_WORD = """
-(SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description, 1 AS band
+(SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description,
+    c.phones[1] AS phone, c.phones, c.title, c.company, c.location, c.tags, 1 AS band
  FROM contacts c
  WHERE ts_filter(c.name_vector, '{a}') @@ %(exact)s::tsquery
    AND (NOT %(excluding)s OR c.name_vector @@ %(exact)s::tsquery) AND c.deleted_at IS NULL
+   AND (%(filters)s::tsquery IS NULL OR c.name_vector @@ %(filters)s::tsquery)
  ORDER BY c.id LIMIT %(walk)s)
 UNION ALL
-(SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description, 2 AS band
+(SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description,
+    c.phones[1] AS phone, c.phones, c.title, c.company, c.location, c.tags, 2 AS band
  FROM contacts c
  WHERE c.name_vector @@ %(exact)s::tsquery
    AND NOT ts_filter(c.name_vector, '{a}') @@ %(exact)s::tsquery
    AND c.deleted_at IS NULL
+   AND (%(filters)s::tsquery IS NULL OR c.name_vector @@ %(filters)s::tsquery)
  ORDER BY c.id LIMIT %(walk)s)
 UNION ALL
-(SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description, 5 AS band
+(SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description,
+    c.phones[1] AS phone, c.phones, c.title, c.company, c.location, c.tags, 5 AS band
  FROM contacts c
  WHERE ts_filter(c.name_vector, '{a}') @@ %(prefix)s::tsquery
    AND NOT c.name_vector @@ %(exact)s::tsquery
    AND (NOT %(excluding)s OR c.name_vector @@ %(prefix)s::tsquery) AND c.deleted_at IS NULL
+   AND (%(filters)s::tsquery IS NULL OR c.name_vector @@ %(filters)s::tsquery)
  ORDER BY c.id LIMIT %(walk)s)
 UNION ALL
-(SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description, 6 AS band
+(SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description,
+    c.phones[1] AS phone, c.phones, c.title, c.company, c.location, c.tags, 6 AS band
  FROM contacts c
  WHERE c.name_vector @@ %(prefix)s::tsquery
    AND NOT ts_filter(c.name_vector, '{a}') @@ %(prefix)s::tsquery
    AND NOT c.name_vector @@ %(exact)s::tsquery AND c.deleted_at IS NULL
+   AND (%(filters)s::tsquery IS NULL OR c.name_vector @@ %(filters)s::tsquery)
  ORDER BY c.id LIMIT %(walk)s)
 LIMIT %(take)s
 """
@@ -175,9 +183,11 @@ LIMIT %(take)s
 NAME_BANDS_SEVERAL_WORDS = """
 WITH matches AS MATERIALIZED (
     SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description,
+    c.phones[1] AS phone, c.phones, c.title, c.company, c.location, c.tags,
            c.name_vector, ts_filter(c.name_vector, '{a}') AS name_only_vector
     FROM contacts c
     WHERE c.name_vector @@ %(names)s::tsquery AND c.deleted_at IS NULL
+   AND (%(filters)s::tsquery IS NULL OR c.name_vector @@ %(filters)s::tsquery)
     LIMIT %(candidates)s
 ), banded AS (
     SELECT matches.*, CASE
@@ -191,7 +201,8 @@ WITH matches AS MATERIALIZED (
     END AS band
     FROM matches
 )
-SELECT id, nimble_id, first_name, last_name, email, description, band,
+SELECT id, nimble_id, first_name, last_name, email, description,
+       phone, phones, title, company, location, tags, band,
        count(*) OVER () AS band_size
 FROM banded
 ORDER BY band, id
@@ -203,15 +214,18 @@ LIMIT %(take)s
 BAND_ANYWHERE = """
 WITH candidates AS (
     SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description,
+    c.phones[1] AS phone, c.phones, c.title, c.company, c.location, c.tags,
            c.name_vector || c.bio_vector AS search_vector
     FROM contacts c
     WHERE (c.name_vector || c.bio_vector) @@ %(any)s::tsquery
       AND NOT c.name_vector @@ %(names)s::tsquery
       AND c.deleted_at IS NULL
+   AND (%(filters)s::tsquery IS NULL OR c.name_vector @@ %(filters)s::tsquery)
     ORDER BY c.id
     LIMIT %(candidates)s
 )
 SELECT id, nimble_id, first_name, last_name, email, description,
+       phone, phones, title, company, location, tags,
        cover / (1 + cover) AS score, count(*) OVER () AS band_size
 FROM candidates, ts_rank_cd(search_vector, %(any)s::tsquery) AS cover
 ORDER BY score DESC, id
@@ -226,12 +240,14 @@ ESTIMATE_NAME_MATCHES = """
 EXPLAIN (FORMAT JSON)
 SELECT 1 FROM contacts c
 WHERE c.name_vector @@ %(names)s::tsquery AND c.deleted_at IS NULL
+   AND (%(filters)s::tsquery IS NULL OR c.name_vector @@ %(filters)s::tsquery)
 """
 
 COUNT_NAME_MATCHES = """
 SELECT count(*) AS n FROM (
     SELECT 1 FROM contacts c
     WHERE c.name_vector @@ %(names)s::tsquery AND c.deleted_at IS NULL
+   AND (%(filters)s::tsquery IS NULL OR c.name_vector @@ %(filters)s::tsquery)
     LIMIT %(cap)s
 ) part
 """
@@ -242,6 +258,7 @@ ESTIMATE_ALL_MATCHES = """
 EXPLAIN (FORMAT JSON)
 SELECT 1 FROM contacts c
 WHERE (c.name_vector || c.bio_vector) @@ %(any)s::tsquery AND c.deleted_at IS NULL
+   AND (%(filters)s::tsquery IS NULL OR c.name_vector @@ %(filters)s::tsquery)
 """
 
 COUNT_ALL_MATCHES = """
@@ -250,6 +267,7 @@ SELECT count(*) AS n FROM (
     WHERE (c.name_vector @@ %(names)s::tsquery
            OR (c.name_vector || c.bio_vector) @@ %(any)s::tsquery)
       AND c.deleted_at IS NULL
+   AND (%(filters)s::tsquery IS NULL OR c.name_vector @@ %(filters)s::tsquery)
     LIMIT %(cap)s
 ) part
 """
@@ -272,14 +290,17 @@ FROM unnest(%(lexemes)s::text[]) AS typed(word)
 BAND_TYPO = """
 WITH candidates AS (
     SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description,
+    c.phones[1] AS phone, c.phones, c.title, c.company, c.location, c.tags,
            contactbook_name_terms(c.first_name, c.last_name) AS name_terms
     FROM contacts c
     WHERE c.name_vector @@ %(typo)s::tsquery AND c.deleted_at IS NULL
+   AND (%(filters)s::tsquery IS NULL OR c.name_vector @@ %(filters)s::tsquery)
       AND c.id <> ALL (%(seen)s::bigint[])
     ORDER BY c.id
     LIMIT %(candidates)s
 )
 SELECT id, nimble_id, first_name, last_name, email, description,
+       phone, phones, title, company, location, tags,
        similarity * 0.999 AS score, count(*) OVER () AS band_size
 FROM candidates, word_similarity(contactbook_fold(%(plain)s), name_terms) AS similarity
 ORDER BY score DESC, id
@@ -291,14 +312,17 @@ LIMIT %(take)s
 BAND_SOME_WORDS = """
 WITH candidates AS (
     SELECT c.id, c.nimble_id, c.first_name, c.last_name, c.email, c.description,
+    c.phones[1] AS phone, c.phones, c.title, c.company, c.location, c.tags,
            c.name_vector
     FROM contacts c
     WHERE c.name_vector @@ %(some_names)s::tsquery AND c.deleted_at IS NULL
+   AND (%(filters)s::tsquery IS NULL OR c.name_vector @@ %(filters)s::tsquery)
       AND c.id <> ALL (%(seen)s::bigint[])
     ORDER BY c.id
     LIMIT %(candidates)s
 )
 SELECT id, nimble_id, first_name, last_name, email, description,
+       phone, phones, title, company, location, tags,
        cover / (1 + cover) AS score, count(*) OVER () AS band_size
 FROM candidates, ts_rank_cd(name_vector, %(some_names)s::tsquery) AS cover
 ORDER BY score DESC, id
@@ -349,10 +373,20 @@ _BANDS = 9  # rank = _BANDS - band + score, so band 1 ranks highest
 
 
 def search_contacts(
-    conn: psycopg.Connection, text: str, *, limit: int = 20, offset: int = 0
+    conn: psycopg.Connection,
+    text: str,
+    *,
+    limit: int = 20,
+    offset: int = 0,
+    tags: list[str] | None = None,
+    company: str | None = None,
 ) -> SearchPage:
-    """Contacts matching `text`, best first, each with `rank` and `highlight`."""
+    """Contacts matching `text`, best first, each with `rank` and `highlight`.
+
+    `tags` (every one must be present) and `company` (the whole name, any case) filter.
+    """
     text = validate_search(text, limit, offset)
+    filters = _filters_query(conn, tags or [], company)
     # A search is several statements (one per band, counts, typos). They must all see the
     # same data: in READ COMMITTED an import committing between two of them put all of
     # its rows into the last band ("Tom Brooks" ranked below "Tom Okafor").
@@ -360,13 +394,32 @@ def search_contacts(
     with conn.transaction():
         if own_transaction:
             _execute(conn, ONE_SNAPSHOT, {})
-        return _search(conn, text, limit, offset)
+        return _search(conn, text, limit, offset, filters)
+
+
+# The filters as lexemes of name_vector (migration 0006): `$tag` and `%company`, folded.
+FILTERS_QUERY = """
+SELECT string_agg(contactbook_tsquery_operand(lexeme), ' & ')::tsquery AS filters
+FROM (SELECT '$' || contactbook_fold(tag) AS lexeme FROM unnest(%(tags)s::text[]) AS tag
+      WHERE btrim(tag) <> ''
+      UNION ALL
+      SELECT '%%' || contactbook_fold(%(company)s) WHERE btrim(%(company)s) <> '') AS wanted
+"""
+
+
+def _filters_query(conn: psycopg.Connection, tags: list[str], company: str | None) -> str | None:
+    if not tags and not company:
+        return None
+    row = _execute(conn, FILTERS_QUERY, {"tags": tags, "company": company}).fetchone()
+    return row["filters"] if row["filters"] is not None else None
 
 
 ONE_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 
 
-def _search(conn: psycopg.Connection, text: str, limit: int, offset: int) -> SearchPage:
+def _search(
+    conn: psycopg.Connection, text: str, limit: int, offset: int, filters: str | None
+) -> SearchPage:
     words = parse_words(text)
     if not words.positive:  # only excluded words: nothing to look for
         return SearchPage(total=0, contacts=[])
@@ -378,6 +431,7 @@ def _search(conn: psycopg.Connection, text: str, limit: int, offset: int) -> Sea
         "plain": " ".join(words.positive),
         "need": need,
         "typo": "",
+        "filters": filters,
     }
     params.update(_execute(conn, PREPARE_QUERIES, params).fetchone())
     params["excluding"] = bool(words.excluded)
