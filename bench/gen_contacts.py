@@ -23,6 +23,13 @@ benchmarks meet the cases that matter, and the figures are printed at the end:
 * a little of real exports' mess: 0.5% of emails and 3% of descriptions blank,
   1% of emails in mixed case, 0.1% of descriptions on two lines (quoted).
 
+With ``--nimble-fields`` the file also has the columns of a fuller Nimble export:
+Phone, Mobile, Company, Title, Tags, City and Country (a phone for 90% of people in
+the formats people type, a mobile for 40%; the employer is the company of the email's
+domain; 0-3 tags from 30, ``customer`` the commonest at ~20%, ``board`` ~1%). They come
+from a random stream of their own, so the first four columns are the same with or
+without them.
+
 Same seed, same file.
 """
 
@@ -255,8 +262,60 @@ def companies(rng: random.Random) -> list[tuple[str, str]]:
     return pairs
 
 
-def generate(rows: int, out: Path, seed: int) -> dict[str, Counter[str]]:
+TAGS = words(
+    """
+customer lead partner investor vendor prospect newsletter event-2026 webinar conference
+referral churned renewal vip press supplier reseller advisor alumni recruiter candidate
+trial enterprise smb emea apac americas priority cold-lead board
+"""
+)
+JOB_TITLES = phrases(
+    """
+Account Executive|Head of Logistics|Chief Financial Officer|Procurement Manager|Software
+Engineer|Operations Director|Sales Lead|Founder|Partner|Data Scientist|Office Manager|
+Marketing Director|Buyer|Legal Counsel|Product Manager|Chief Executive Officer|Analyst
+"""
+)
+CITIES = [
+    ("Lisbon", "Portugal"), ("Berlin", "Germany"), ("London", "United Kingdom"),
+    ("New York", "United States"), ("San Francisco", "United States"), ("Toronto", "Canada"),
+    ("São Paulo", "Brazil"), ("Lagos", "Nigeria"), ("Nairobi", "Kenya"), ("Mumbai", "India"),
+    ("Singapore", "Singapore"), ("Sydney", "Australia"), ("Tokyo", "Japan"),
+    ("Kraków", "Poland"), ("Zürich", "Switzerland"), ("Athens", "Greece"),
+]  # fmt: skip
+TAG_CUM_WEIGHTS = zipf_cum_weights(len(TAGS), 1.0)
+PHONE_FORMATS = ["+1 ({a}) {b}-{c}", "{a}-{b}-{c}", "({a}) {b} {c}", "+1{a}{b}{c}", "{a}.{b}.{c}"]
+
+
+def nimble_fields(rng: random.Random, firm: str) -> tuple[str, ...]:
+    """Phone, Mobile, Company, Title, Tags, City, Country for one person."""
+
+    def phone() -> str:
+        digits = rng.randrange(200, 999), rng.randrange(200, 999), rng.randrange(0, 10_000)
+        pattern = rng.choice(PHONE_FORMATS)
+        return pattern.format(a=digits[0], b=digits[1], c=f"{digits[2]:04d}")
+
+    tags = sorted(set(rng.choices(TAGS, cum_weights=TAG_CUM_WEIGHTS, k=rng.choice((0, 1, 2, 3)))))
+    city, country = rng.choice(CITIES)
+    return (
+        phone() if rng.random() < 0.9 else "",
+        phone() if rng.random() < 0.4 else "",
+        firm,
+        rng.choice(JOB_TITLES),
+        "; ".join(tags),
+        city,
+        country,
+    )
+
+
+NIMBLE_HEADER = ["Phone", "Mobile", "Company", "Title", "Tags", "City", "Country"]
+
+
+def generate(
+    rows: int, out: Path, seed: int, *, with_nimble_fields: bool = False
+) -> dict[str, Counter[str]]:
     rng = random.Random(seed)
+    extra_rng = random.Random(seed * 7919 + 1)
     firsts = FIRST_NAMES[:]
     rng.shuffle(firsts)  # which names are common depends on the seed, not on list order
     lasts = LAST_NAMES[:]
@@ -276,7 +335,8 @@ def generate(rows: int, out: Path, seed: int) -> dict[str, Counter[str]]:
 
     with out.open("w", encoding="utf-8", newline="") as file:
         writer = csv.writer(file, lineterminator="\n")
-        writer.writerow(["First Name", "Last Name", "Email", "Description"])
+        header = ["First Name", "Last Name", "Email", "Description"]
+        writer.writerow(header + (NIMBLE_HEADER if with_nimble_fields else []))
         done = 0
         while done < rows:
             n = min(CHUNK, rows - done)
@@ -337,7 +397,10 @@ def generate(rows: int, out: Path, seed: int) -> dict[str, Counter[str]]:
                         description = f"{roles[i]} at {firm}, {others[i]}."
                     if bio_roll > 1 - TWO_LINE_DESCRIPTION_SHARE:
                         description += "\n" + SECOND_LINES[i % 2]
-                out_rows.append((first, last, email, description))
+                row = (first, last, email, description)
+                if with_nimble_fields:
+                    row += nimble_fields(extra_rng, firm)
+                out_rows.append(row)
             writer.writerows(out_rows)
             first_counts.update(chunk_firsts)
             last_counts.update(row[1] for row in out_rows)
@@ -353,12 +416,17 @@ def main() -> None:
     parser.add_argument("--rows", type=int, required=True, help="number of contacts to write")
     parser.add_argument("--out", type=Path, required=True, help="CSV file to write")
     parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    parser.add_argument(
+        "--nimble-fields",
+        action="store_true",
+        help="also write Phone, Mobile, Company, Title, Tags, City and Country",
+    )
     args = parser.parse_args()
     if args.rows < 0:
         parser.error("--rows must be 0 or more")
 
     started = time.perf_counter()
-    counts = generate(args.rows, args.out, args.seed)
+    counts = generate(args.rows, args.out, args.seed, with_nimble_fields=args.nimble_fields)
     seconds = time.perf_counter() - started
     size = args.out.stat().st_size
     rate = args.rows / seconds if seconds else 0

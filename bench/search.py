@@ -1,27 +1,31 @@
-"""Search speed at scale: the real API over HTTP against the same search through psycopg.
+"""Search speed over HTTP, driven by wrk, against pgbench on a plain table in the same run.
 
-    python bench/search.py                      # 1,000,000 contacts, embedded PostgreSQL
-    python bench/search.py --rows 100000        # a quicker run
-    DATABASE_URL=postgresql://… python bench/search.py --rows 200000
+    python bench/search.py                          # 1,000,000 contacts, embedded PostgreSQL
+    python bench/search.py --rows 100000            # a quicker run
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/bench python bench/search.py
 
-Loads N contacts written by bench/gen_contacts.py through the real import (once: the
-CSV and the embedded server's database `search_<N>` stay in bench/data/, which git
-ignores, and are reused; a DATABASE_URL database must be empty or hold exactly those
-rows), starts `contactbook api` as a subprocess, and for each query class measures:
+Needs `wrk` and `pgbench` on PATH (Debian: `apt install wrk postgresql-client`).
 
-* HTTP: `--clients` concurrent keep-alive clients (default 4), p50, p99, requests/s;
-* psycopg: `search_contacts` (the same SQL and the same Python around it, without
-  HTTP) on one connection, p50, p99, requests/s, in the same run;
-* for the selective class, requests/s through psycopg on 2 connections in 2 threads.
+1. Loads N contacts written by `bench/gen_contacts.py --nimble-fields` through the real
+   `contactbook import` (once: the CSV and the embedded server's database `search_<N>`
+   stay in bench/data/, which git ignores; a DATABASE_URL database must be empty or hold
+   exactly those rows).
+2. Builds the reference beside them, in the same database: `bench_reference`, a plain
+   table of the same people with one weighted tsvector (names `simple` A, email `simple`
+   B, bio `english` C) and its GIN index.
+3. Starts `contactbook api --workers W` and, for each query class, runs wrk (C, so the
+   client does not take the cores the server needs) with a Lua script that rotates
+   through the class's queries (drawn by the thousand from the loaded data), at 4
+   connections (and 32 for the selective class), after a warm-up. No result cache is in
+   the measured path.
+4. Measures the reference with pgbench: a ranked top 20 (`ts_rank_cd`) for a rare
+   surname on `bench_reference`, jit off, at 4 and 32 clients.
+5. Prints p50, p99 and req/s per class, the CPU seconds of the API processes and of
+   PostgreSQL during each run, and the issue's targets as ratios to the reference.
 
-Query classes, with terms picked from the loaded data: selective (a surname with under
-20 people), medium (a first name with 200-2,000 people), common (a bio word in ~30% of
-rows), two common words, prefix (3-4 letters), typo (a rare surname with two letters
-swapped), and, without a target, the commonest first name. For the common classes the
-top 20 are checked against an exhaustive ranking (every match scored) and the overlap
-is printed. The embedded server runs with shared_buffers 1GB and jit off (see
-EMBEDDED_SETTINGS); a DATABASE_URL server is used as it is. Not a test: figures depend
-on the machine and on what else runs on it.
+The embedded server runs with shared_buffers 1GB and jit off (EMBEDDED_SETTINGS); a
+DATABASE_URL server is used as it is (the search turns jit off for itself). Not a test:
+figures depend on the machine and on what else runs on it; run it twice.
 """
 
 from __future__ import annotations
@@ -32,16 +36,17 @@ import http.client
 import json
 import os
 import random
+import shutil
 import socket
-import statistics
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
@@ -49,14 +54,6 @@ from psycopg.rows import dict_row
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
 CONTACTBOOK = str(Path(sys.executable).with_name("contactbook"))
-
-sys.path.insert(0, str(HERE.parent / "src"))
-
-from contactbook.contacts.search import (  # noqa: E402
-    PREPARE_QUERIES,
-    parse_words,
-    search_contacts,
-)
 
 # Settings for the embedded server this script starts (never applied to DATABASE_URL's).
 EMBEDDED_SETTINGS = {
@@ -66,75 +63,72 @@ EMBEDDED_SETTINGS = {
     "jit": "off",
 }
 
+QUERIES_PER_CLASS = 1000
+
 LAST_IMPORT = """
 SELECT rows_read FROM import_runs WHERE status = 'succeeded' AND inserted > 0
 ORDER BY id DESC LIMIT 1
 """
 
-SELECTIVE_SURNAMES = """
-SELECT last_name AS term, count(*) AS people FROM contacts
-WHERE deleted_at IS NULL AND last_name ~ '^[A-Za-z]+$'
-GROUP BY last_name HAVING count(*) BETWEEN 3 AND 19
-ORDER BY last_name LIMIT 20
+# The reference: the same people, one weighted vector, one GIN index.
+REFERENCE_ROWS = "SELECT count(*) FROM bench_reference"
+CREATE_REFERENCE = [
+    "DROP TABLE IF EXISTS bench_reference",
+    """
+CREATE TABLE bench_reference AS
+SELECT id, first_name, last_name, email, description,
+       setweight(to_tsvector('simple', lower(coalesce(first_name, '') || ' '
+                                             || coalesce(last_name, ''))), 'A')
+       || setweight(to_tsvector('simple', lower(coalesce(email, ''))), 'B')
+       || setweight(to_tsvector('english', coalesce(description, '')), 'C') AS v
+FROM contacts WHERE deleted_at IS NULL
+""",
+    "CREATE INDEX bench_reference_v_idx ON bench_reference USING gin (v)",
+    "VACUUM ANALYZE bench_reference",
+]
+REFERENCE_QUERY = """
+SELECT id, first_name, last_name, email, description, ts_rank_cd(v, q) AS rank
+FROM bench_reference, to_tsquery('simple', {term}) AS q
+WHERE v @@ q
+ORDER BY rank DESC, id
+LIMIT 20;
 """
+REFERENCE_TERMS = 100
 
-MEDIUM_FIRST_NAMES = """
-SELECT first_name AS term, count(*) AS people FROM contacts
-WHERE deleted_at IS NULL AND first_name ~ '^[A-Za-z]+$'
+# Rare surnames: the generator's rare ones (one word, 2-20 people) first, then its
+# double-barrelled ones (Moreau-Okafor: 1-20 people) to make up the thousand.
+SURNAMES = """
+SELECT last_name AS term, last_name !~ '-' AS one_word FROM contacts
+WHERE deleted_at IS NULL AND last_name ~ '^[A-Z][a-z]{3,}(-[A-Z][a-z]{3,})?$'
+GROUP BY last_name
+HAVING count(*) BETWEEN 2 AND 20 OR (last_name ~ '-' AND count(*) <= 20)
+ORDER BY last_name !~ '-' DESC, md5(last_name) LIMIT %(n)s
+"""
+FIRST_NAMES = """
+SELECT first_name AS term FROM contacts
+WHERE deleted_at IS NULL AND first_name ~ '^[A-Z][a-z]+$'
 GROUP BY first_name HAVING count(*) BETWEEN 200 AND 2000
-ORDER BY first_name LIMIT 20
+ORDER BY md5(first_name)
 """
-
-COMMONEST_FIRST_NAMES = """
-SELECT first_name AS term, count(*) AS people FROM contacts
-WHERE deleted_at IS NULL GROUP BY first_name ORDER BY count(*) DESC LIMIT 3
-"""
-
-COMMON_SURNAMES = """
-SELECT last_name AS term, count(*) AS people FROM contacts
-WHERE deleted_at IS NULL AND last_name ~ '^[A-Za-z]{5,}$'
-GROUP BY last_name ORDER BY count(*) DESC LIMIT 20
-"""
-
 # The most frequent bio words, from a 2% sample.
-COMMON_BIO_WORDS = """
-SELECT word AS term, ndoc FROM ts_stat(
+BIO_WORDS = """
+SELECT word AS term FROM ts_stat(
     'SELECT to_tsvector(''english'', description) FROM contacts TABLESAMPLE SYSTEM (2)')
-WHERE length(word) > 3
-ORDER BY ndoc DESC LIMIT 10
+WHERE length(word) > 3 AND word ~ '^[a-z]+$'
+ORDER BY ndoc DESC LIMIT 12
 """
-
-WORD_SHARE = """
-SELECT count(*)::float / (SELECT count(*) FROM contacts) AS share
-FROM contacts WHERE search_vector @@ websearch_to_tsquery('english', %(text)s)
-"""
-
-# Bio-only matches (band 7), every one scored: what the bounded candidate set is
-# compared against. `any` and `names` are the search's own queries (PREPARE_QUERIES).
-EXHAUSTIVE_TOP = """
-SELECT c.id FROM contacts c
-WHERE c.search_vector @@ %(any)s::tsquery AND NOT c.name_vector @@ %(names)s::tsquery
-  AND c.deleted_at IS NULL
-ORDER BY ts_rank_cd(c.search_vector, %(any)s::tsquery) DESC, c.id
-LIMIT 20
-"""
-
-# The most frequent words in the bios that contain "management", from a 5% sample.
-COOCCURRING_WORDS = """
-SELECT word AS term, ndoc FROM ts_stat(
-    'SELECT to_tsvector(''simple'', description) FROM contacts TABLESAMPLE SYSTEM (5)
-     WHERE description LIKE ''%%management%%''')
-WHERE length(word) > 4 AND word <> 'management'
-ORDER BY ndoc DESC LIMIT 5
+# People with a first name and a surname, for "Tom B"-style typeahead and tag filters.
+TAGS_OF_PEOPLE = """
+SELECT tag AS term, count(*) AS people FROM contacts, unnest(tags) AS tag
+WHERE deleted_at IS NULL GROUP BY tag ORDER BY count(*) DESC
 """
 
 
 @dataclass
 class QueryClass:
     name: str
-    queries: list[str]
-    target_p99_ms: float | None
-    note: str = ""
+    paths: list[str]
+    note: str
     results: dict = field(default_factory=dict)
 
 
@@ -149,6 +143,7 @@ def database_url(rows: int) -> tuple[str, bool]:
     url = os.environ.get("DATABASE_URL")
     if url:
         return url, False
+    sys.path.insert(0, str(HERE.parent / "src"))
     from contactbook.embedded import EmbeddedPostgres
 
     server = EmbeddedPostgres(DATA / "search-postgres")
@@ -176,38 +171,52 @@ def database_url(rows: int) -> tuple[str, bool]:
     return urllib.parse.urlunsplit(parts._replace(path=f"/{name}")), True
 
 
-def ensure_contacts(url: str, rows: int, *, replaceable: bool) -> None:
-    from contactbook import db
+def generated_csv(rows: int) -> Path:
+    path = DATA / f"search-contacts-{rows}-nimble.csv"
+    if not path.exists():
+        DATA.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [sys.executable, str(HERE / "gen_contacts.py"), "--rows", str(rows), "--out",
+             str(path), "--nimble-fields"],
+            check=True,
+        )  # fmt: skip
+    return path
 
-    db.upgrade(url)
+
+def ensure_contacts(url: str, rows: int, *, replaceable: bool) -> None:
+    env = {**os.environ, "DATABASE_URL": url}
+    subprocess.run([CONTACTBOOK, "db", "upgrade"], env=env, check=True, capture_output=True)
     with psycopg.connect(url, autocommit=True) as conn:
         have = conn.execute("SELECT count(*) FROM contacts").fetchone()[0]
         loaded = conn.execute(LAST_IMPORT).fetchone()
     if have and loaded and loaded[0] == rows:
         print(f"reusing the {have:,} contacts imported from {rows:,} generated rows")
-        return
-    if have and not replaceable:
-        raise SystemExit(
-            f"DATABASE_URL holds {have:,} contacts: use an empty database or one with "
-            f"exactly --rows {rows} contacts (this script never deletes your data)"
-        )
-    path = DATA / f"search-contacts-{rows}.csv"
-    if not path.exists():
-        DATA.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [sys.executable, str(HERE / "gen_contacts.py"), "--rows", str(rows), "--out",
-             str(path)],
-            check=True,
-        )  # fmt: skip
+    else:
+        if have and not replaceable:
+            raise SystemExit(
+                f"DATABASE_URL holds {have:,} contacts: use an empty database or one with "
+                f"exactly --rows {rows} contacts (this script never deletes your data)"
+            )
+        path = generated_csv(rows)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("TRUNCATE contacts, contact_name_words RESTART IDENTITY")
+        started = time.perf_counter()
+        subprocess.run([CONTACTBOOK, "import", str(path)], env=env, check=True)
+        print(f"imported {rows:,} contacts in {time.perf_counter() - started:.0f}s")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE contacts")
+            conn.execute("VACUUM ANALYZE contact_name_words")
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE contacts, contact_name_words RESTART IDENTITY")
-    started = time.perf_counter()
-    env = {**os.environ, "DATABASE_URL": url}
-    subprocess.run([CONTACTBOOK, "import", str(path)], env=env, check=True)
-    print(f"imported {rows:,} contacts in {time.perf_counter() - started:.0f}s")
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE contacts")
-        conn.execute("VACUUM ANALYZE contact_name_words")
+        live = conn.execute("SELECT count(*) FROM contacts WHERE deleted_at IS NULL").fetchone()
+        try:
+            reference = conn.execute(REFERENCE_ROWS).fetchone()
+        except psycopg.errors.UndefinedTable:
+            reference = None
+        if reference != live:
+            started = time.perf_counter()
+            for statement in CREATE_REFERENCE:
+                conn.execute(statement)
+            print(f"built bench_reference in {time.perf_counter() - started:.0f}s")
 
 
 # --------------------------------------------------------------------------- queries
@@ -218,142 +227,211 @@ def swap_letters(word: str) -> str:
     return word[: middle - 1] + word[middle] + word[middle - 1] + word[middle + 1 :]
 
 
-def query_classes(url: str) -> list[QueryClass]:
+def search_path(text: str, **filters: str | list[str]) -> str:
+    query = [("text", text), ("limit", "20")]
+    for name, value in filters.items():
+        query += [(name, item) for item in ([value] if isinstance(value, str) else value)]
+    return "/api/v1/search?" + urllib.parse.urlencode(query)
+
+
+def query_classes(url: str, *, with_filters: bool) -> tuple[list[QueryClass], list[str]]:
+    """The classes to measure, and the rare surnames for the reference."""
     with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
-        selective = [r["term"] for r in conn.execute(SELECTIVE_SURNAMES)]
-        medium = [r["term"] for r in conn.execute(MEDIUM_FIRST_NAMES)]
-        commonest = [r["term"] for r in conn.execute(COMMONEST_FIRST_NAMES)]
-        surnames = [r["term"] for r in conn.execute(COMMON_SURNAMES)]
-        bio_words = [r["term"] for r in conn.execute(COMMON_BIO_WORDS)]
-        common = "management" if "manag" in bio_words else bio_words[0]
-        cooccurring = [r["term"] for r in conn.execute(COOCCURRING_WORDS)]
-        second = cooccurring[0] if common == "management" else bio_words[1]
-        shares = {
-            word: conn.execute(WORD_SHARE, {"text": word}).fetchone()["share"]
-            for word in (common, second)
-        }
-    prefixes = sorted({n[:4] for n in medium[:10]} | {n[:3] for n in surnames[:10]})
-    typos = [swap_letters(n) for n in selective if len(n) >= 5 and swap_letters(n) != n]
-    return [
-        QueryClass("selective", selective, 30, "surnames with 3-19 people"),
-        QueryClass("medium", medium, 30, "first names with 200-2,000 people"),
-        QueryClass("common", [common], 100, f"'{common}' in {shares[common]:.0%} of rows"),
-        QueryClass(
-            "two common words",
-            [f"{common} {second}"],
-            100,
-            f"'{second}' in {shares[second]:.0%} of rows",
-        ),
-        QueryClass("prefix", prefixes, 30, "3-4 letters of common names"),
-        QueryClass("typo", typos, 50, "rare surnames, two letters swapped"),
-        QueryClass("commonest name", commonest, None, "the 3 commonest first names"),
-    ]
+        rare = conn.execute(SURNAMES, {"n": QUERIES_PER_CLASS}).fetchall()
+        surnames = [r["term"] for r in rare]
+        one_word = [r["term"] for r in rare if r["one_word"]]
+        first_names = [r["term"] for r in conn.execute(FIRST_NAMES)]
+        bio_words = [r["term"] for r in conn.execute(BIO_WORDS)]
+        tags = [r["term"] for r in conn.execute(TAGS_OF_PEOPLE)] if with_filters else []
+    rng = random.Random(7)
+    typos = [t for t in (swap_letters(s) for s in surnames) if t not in surnames]
+    prefixes = [s[: max(3, len(s) // 2 + 1)] for s in surnames]
+    pairs = [(a, b) for a in bio_words for b in bio_words if a < b]
+    medium = [rng.choice(first_names) for _ in range(QUERIES_PER_CLASS)]
+    classes = [
+        QueryClass("selective", [search_path(s) for s in surnames],
+                   f"{len(surnames)} rare surnames ({len(one_word)} one-word ones with 2-20 "
+                   "people, the rest double-barrelled with 1-20)"),
+        QueryClass("medium", [search_path(n) for n in medium],
+                   f"{len(first_names)} first names with 200-2,000 people"),
+        QueryClass("prefix", [search_path(p) for p in prefixes],
+                   "the first half of those surnames (3+ letters)"),
+        QueryClass("typo", [search_path(t) for t in typos],
+                   "those surnames, two middle letters swapped"),
+        QueryClass("common", [search_path(w) for w in bio_words],
+                   f"the {len(bio_words)} commonest bio words: {', '.join(bio_words[:4])}…"),
+        QueryClass("two common words", [search_path(f"{a} {b}") for a, b in pairs],
+                   f"{len(pairs)} pairs of those"),
+    ]  # fmt: skip
+    for typed in ("T", "To", "Tom", "Tom B", "Tom Br"):
+        classes.append(QueryClass(f"keystroke {typed!r}", [search_path(typed)], "typeahead"))
+    if tags:
+        common_tag, rare_tag = tags[0], tags[-1]
+        classes += [
+            QueryClass(f"medium + tag {common_tag}",
+                       [search_path(n, tag=common_tag) for n in medium],
+                       "a first name, filtered by the commonest tag"),
+            QueryClass(f"selective + tag {rare_tag}",
+                       [search_path(s, tag=rare_tag) for s in surnames],
+                       "a rare surname, filtered by the rarest tag"),
+            QueryClass("common + 2 tags",
+                       [search_path(w, tag=[common_tag, tags[1]]) for w in bio_words],
+                       f"a common bio word, tags {common_tag} and {tags[1]}"),
+        ]  # fmt: skip
+    return classes, one_word[:REFERENCE_TERMS]
 
 
-# --------------------------------------------------------------------------- measuring
+# --------------------------------------------------------------------------- CPU
 
 
-def percentile(samples: list[float], share: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+def _own_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
 
 
-def summarise(latencies: list[float], seconds: float) -> dict:
+class CpuMeter:
+    """CPU seconds of the API processes and of PostgreSQL's while a block runs.
+
+    PostgreSQL starts and ends a backend per client connection: a backend that ended
+    during the run is counted through the postmaster's children times (its whole life;
+    the part before the run is subtracted), one that started is counted from zero.
+    """
+
+    def __init__(self, api: subprocess.Popen | None) -> None:
+        self.api = api
+
+    def _postgres(self) -> tuple[dict[int, float], float]:
+        backends: dict[int, float] = {}
+        children = 0.0
+        for process in psutil.process_iter(["name", "ppid"]):
+            if process.info["name"] != "postgres":
+                continue
+            try:
+                backends[process.pid] = _own_seconds(process)
+                if process.info["ppid"] == 1 or psutil.Process(process.info["ppid"]).name() != (
+                    "postgres"
+                ):
+                    times = process.cpu_times()  # the postmaster: its reaped backends
+                    children += times.children_user + times.children_system
+            except psutil.NoSuchProcess:
+                continue
+        return backends, children
+
+    def _api_seconds(self) -> float:
+        if self.api is None:
+            return 0.0
+        parent = psutil.Process(self.api.pid)
+        total = 0.0
+        for process in [parent, *parent.children(recursive=True)]:
+            try:
+                total += _own_seconds(process)
+            except psutil.NoSuchProcess:
+                continue
+        return total
+
+    def __enter__(self) -> CpuMeter:
+        self._start = (self._api_seconds(), *self._postgres(), time.monotonic())
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        api, backends, children, started = self._start
+        now_backends, now_children = self._postgres()
+        self.api_cpu = self._api_seconds() - api
+        self.postgres_cpu = (
+            sum(seconds - backends.get(pid, 0.0) for pid, seconds in now_backends.items())
+            + now_children
+            - children
+            - sum(seconds for pid, seconds in backends.items() if pid not in now_backends)
+        )
+        self.seconds = time.monotonic() - started
+
+
+# --------------------------------------------------------------------------- wrk
+
+WRK_SCRIPT = r"""
+-- Rotate through the request paths in a file, each thread starting elsewhere; print
+-- the figures as one JSON line.
+local threads = {}
+local counter = 0
+function setup(thread)
+  thread:set("number", counter)
+  counter = counter + 1
+  table.insert(threads, thread)
+end
+function init(args)
+  paths = {}
+  for line in io.lines(args[1]) do paths[#paths + 1] = line end
+  position = (number * 7919) % #paths
+end
+function request()
+  position = position % #paths + 1
+  return wrk.format("GET", paths[position])
+end
+function done(summary, latency, requests)
+  local errors = summary.errors
+  io.write(string.format(
+    '{"requests": %d, "seconds": %.3f, "p50_ms": %.3f, "p99_ms": %.3f, "max_ms": %.3f, '
+    .. '"non_2xx": %d, "socket_errors": %d}\n',
+    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1e3,
+    latency:percentile(99) / 1e3, latency.max / 1e3, errors.status,
+    errors.connect + errors.read + errors.write + errors.timeout))
+end
+"""
+
+
+def run_wrk(port: int, paths: list[str], *, connections: int, seconds: float) -> dict:
+    with tempfile.TemporaryDirectory() as folder:
+        script = Path(folder) / "rotate.lua"
+        script.write_text(WRK_SCRIPT)
+        listing = Path(folder) / "paths.txt"
+        listing.write_text("\n".join(paths) + "\n")
+        threads = min(2, connections)
+        result = subprocess.run(
+            ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
+             "-s", str(script), f"http://127.0.0.1:{port}", "--", str(listing)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    figures["rps"] = figures["requests"] / figures["seconds"]
+    return figures
+
+
+# --------------------------------------------------------------------------- pgbench
+
+
+def run_pgbench(url: str, terms: list[str], *, clients: int, seconds: float) -> dict:
+    """Ranked top 20 for rare surnames on bench_reference: TPS, p50 and p99 (ms)."""
+    parts = urllib.parse.urlsplit(url)
+    with tempfile.TemporaryDirectory() as folder:
+        scripts = []
+        for number, term in enumerate(terms):
+            script = Path(folder) / f"q{number}.sql"
+            literal = "'" + term.lower().replace("'", "''") + "'"
+            script.write_text(" ".join(REFERENCE_QUERY.format(term=literal).split()) + "\n")
+            scripts += ["-f", f"{script}@1"]
+        env = {**os.environ, "PGOPTIONS": "-c jit=off"}
+        command = ["pgbench", "-n", "-c", str(clients), "-j", str(min(2, clients)),
+                   "-T", str(int(seconds)), "-M", "simple", "--log",
+                   f"--log-prefix={Path(folder) / 'log'}", *scripts,
+                   urllib.parse.urlunsplit(parts)]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=folder)
+        if result.returncode != 0:
+            raise RuntimeError(f"pgbench failed: {result.stderr[-2000:]}")
+        latencies = []
+        for log in Path(folder).glob("log*"):
+            for line in log.read_text().splitlines():
+                latencies.append(int(line.split()[2]) / 1000)  # microseconds -> ms
+    latencies.sort()
+    tps = next(
+        float(line.split("=")[1].split()[0])
+        for line in result.stdout.splitlines()
+        if line.startswith("tps")
+    )
     return {
-        "p50_ms": statistics.median(latencies) * 1000,
-        "p99_ms": percentile(latencies, 0.99) * 1000,
-        "rps": len(latencies) / seconds,
-        "n": len(latencies),
-    }
-
-
-def run_http(port: int, queries: list[str], requests: int, clients: int) -> dict:
-    latencies: list[float] = []
-    totals: set[str] = set()
-    lock = threading.Lock()
-    per_client = requests // clients
-
-    def client(number: int) -> None:
-        rng = random.Random(number)
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        mine = []
-        for _ in range(per_client):
-            text = rng.choice(queries)
-            path = "/api/v1/search?" + urllib.parse.urlencode({"text": text, "limit": 20})
-            started = time.perf_counter()
-            connection.request("GET", path)
-            response = connection.getresponse()
-            body = response.read()
-            mine.append(time.perf_counter() - started)
-            if response.status != 200:
-                raise RuntimeError(f"{text!r}: HTTP {response.status} {body[:200]!r}")
-            totals.add(response.getheader("X-Total-Count"))
-        connection.close()
-        with lock:
-            latencies.extend(mine)
-
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return summarise(latencies, time.perf_counter() - started)
-
-
-def run_psycopg(url: str, queries: list[str], requests: int, connections: int) -> dict:
-    latencies: list[float] = []
-    lock = threading.Lock()
-    per_connection = requests // connections
-
-    def worker(number: int) -> None:
-        rng = random.Random(100 + number)
-        mine = []
-        with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
-            for _ in range(per_connection):
-                text = rng.choice(queries)
-                started = time.perf_counter()
-                search_contacts(conn, text, limit=20)
-                mine.append(time.perf_counter() - started)
-        with lock:
-            latencies.extend(mine)
-
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(connections)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return summarise(latencies, time.perf_counter() - started)
-
-
-def check_ranking(url: str, port: int, text: str) -> dict:
-    """The API's top 20 against the reference function's and an exhaustive ranking."""
-    path = "/api/v1/search?" + urllib.parse.urlencode({"text": text, "limit": 20})
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    connection.request("GET", path)
-    response = connection.getresponse()
-    api = json.loads(response.read())
-    total = response.getheader("X-Total-Count")
-    words = parse_words(text)
-    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
-        reference = [c["id"] for c in search_contacts(conn, text, limit=20).contacts]
-        queries = conn.execute(
-            PREPARE_QUERIES,
-            {"text": text, "positive": words.positive, "excluded": words.excluded},
-        ).fetchone()
-        started = time.perf_counter()
-        exhaustive = [r["id"] for r in conn.execute(EXHAUSTIVE_TOP, queries)]
-        exhaustive_ms = (time.perf_counter() - started) * 1000
-    ranks = [c["rank"] for c in api]
-    bio = [c["id"] for c in api if 2 <= c["rank"] < 3]
-    return {
-        "same_as_psycopg": [c["id"] for c in api] == reference,
-        "ranks_decreasing": ranks == sorted(ranks, reverse=True),
-        "bio_rows": len(bio),
-        "overlap_with_exhaustive": len(set(exhaustive) & set(bio)),
-        "exhaustive_ms": exhaustive_ms,
-        "total_header": total,
+        "rps": tps,
+        "p50_ms": latencies[len(latencies) // 2],
+        "p99_ms": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+        "requests": len(latencies),
     }
 
 
@@ -366,8 +444,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_api(url: str, port: int, workers: int) -> subprocess.Popen:
+def start_api(url: str, port: int, workers: int, read_url: str | None) -> subprocess.Popen:
     env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "WARNING"}
+    if read_url:
+        env["DATABASE_READ_URL"] = read_url
     process = subprocess.Popen(
         [CONTACTBOOK, "api", "--port", str(port), "--workers", str(workers)],
         env=env,
@@ -381,90 +461,142 @@ def start_api(url: str, port: int, workers: int) -> subprocess.Popen:
             raise RuntimeError(f"the API exited: {process.stderr.read()[-2000:]}")
         try:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", "/healthz")
+            connection.request("GET", "/api/v1/search?text=warm")
             if connection.getresponse().status == 200 and process.poll() is None:
                 return process  # ours answered (not another server on the port)
         except OSError:
             time.sleep(0.2)
     process.terminate()
-    raise RuntimeError("the API did not answer /healthz within 120 s")
+    raise RuntimeError("the API did not answer within 120 s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+# --------------------------------------------------------------------------- main
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="contacts to load")
-    parser.add_argument("--requests", type=int, default=400, help="requests per class and path")
-    parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients")
-    parser.add_argument("--workers", type=int, default=1, help="API worker processes")
-    parser.add_argument("--port", type=int, default=0, help="API port (default: a free one)")
+    parser.add_argument("--seconds", type=float, default=15, help="seconds per measurement")
+    parser.add_argument("--workers", type=int, default=2, help="API worker processes")
+    parser.add_argument(
+        "--read-url",
+        help="DATABASE_READ_URL for a second API run (a replica): selective throughput "
+        "with reads there, against reads on the primary",
+    )
+    parser.add_argument("--only", help="measure only the classes whose name contains this")
+    parser.add_argument(
+        "--no-filters", action="store_true", help="leave out the tag-filtered classes"
+    )
     args = parser.parse_args()
+    for tool in ("wrk", "pgbench"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not on PATH: apt install wrk postgresql-client")
 
     url, replaceable = database_url(args.rows)
     ensure_contacts(url, args.rows, replaceable=replaceable)
-    classes = query_classes(url)
-    args.port = args.port or free_port()
-    api = start_api(url, args.port, args.workers)
+    classes, reference_terms = query_classes(url, with_filters=not args.no_filters)
+    if args.only:
+        classes = [c for c in classes if args.only in c.name]
+    load = os.getloadavg()
+    print(f"load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+    reference = {}
+    for clients in (4, 32):
+        run_pgbench(url, reference_terms, clients=clients, seconds=3)  # warm up
+        with CpuMeter(None) as meter:
+            reference[clients] = run_pgbench(
+                url, reference_terms, clients=clients, seconds=args.seconds
+            )
+        reference[clients]["postgres_cpu"] = meter.postgres_cpu / meter.seconds
+        print(f"reference, {clients} clients: {reference[clients]}", file=sys.stderr)
+
+    port = free_port()
+    api = start_api(url, port, args.workers, None)
     try:
         for query_class in classes:
-            queries = query_class.queries
-            run_http(args.port, queries, 40, args.clients)  # warm up both paths
-            run_psycopg(url, queries, 20, 1)
-            query_class.results["http"] = run_http(args.port, queries, args.requests, args.clients)
-            query_class.results["psycopg"] = run_psycopg(url, queries, args.requests, 1)
-            if query_class.name == "selective":
-                query_class.results["psycopg2"] = run_psycopg(url, queries, args.requests, 2)
-            if query_class.name in ("common", "two common words"):
-                query_class.results["check"] = check_ranking(url, args.port, queries[0])
-            print(f"{query_class.name}: done", file=sys.stderr)
+            run_wrk(port, query_class.paths, connections=4, seconds=3)  # warm up
+            for connections in (4, 32) if query_class.name == "selective" else (4,):
+                with CpuMeter(api) as meter:
+                    figures = run_wrk(
+                        port, query_class.paths, connections=connections, seconds=args.seconds
+                    )
+                figures["api_cpu"] = meter.api_cpu / meter.seconds
+                figures["postgres_cpu"] = meter.postgres_cpu / meter.seconds
+                query_class.results[connections] = figures
+            print(f"{query_class.name}: {query_class.results}", file=sys.stderr)
     finally:
-        api.terminate()
-        api.wait(timeout=30)
-    report(args, classes)
+        stop(api)
+
+    replica = None
+    if args.read_url:
+        api = start_api(url, port, args.workers, args.read_url)
+        try:
+            selective = classes[0]
+            run_wrk(port, selective.paths, connections=4, seconds=3)
+            replica = run_wrk(port, selective.paths, connections=32, seconds=args.seconds)
+        finally:
+            stop(api)
+    report(args, classes, reference, replica)
 
 
-def report(args, classes: list[QueryClass]) -> None:
+def report(args, classes: list[QueryClass], reference: dict, replica: dict | None) -> None:
+    ref4, ref32 = reference[4], reference[32]
+    load = os.getloadavg()
     print()
     print(
-        f"{args.rows:,} contacts, {args.clients} keep-alive HTTP clients, "
-        f"API workers: {args.workers}, {args.requests} requests per class and path, "
-        f"{os.cpu_count()} CPUs"
+        f"{args.rows:,} contacts, `contactbook api --workers {args.workers}`, wrk at 4 "
+        f"connections ({args.seconds:g} s per class), {os.cpu_count()} CPUs; load average "
+        f"after: {load[0]:.2f}"
+    )
+    print(
+        f"reference (pgbench, ranked top 20 for a rare surname on bench_reference, jit off): "
+        f"4 clients {ref4['rps']:,.0f} TPS, p50 {ref4['p50_ms']:.2f} ms, p99 "
+        f"{ref4['p99_ms']:.2f} ms; 32 clients {ref32['rps']:,.0f} TPS"
     )
     header = (
-        f"{'class':<17} {'HTTP p50':>9} {'p99':>8} {'req/s':>7} | {'psycopg p50':>11} "
-        f"{'p99':>8} {'req/s':>7} | {'target p99':>10}  met"
+        f"{'class':<24} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>7} {'non-2xx':>7} "
+        f"{'API cpu':>7} {'PG cpu':>7}"
     )
     print(header)
     print("-" * len(header))
     for query_class in classes:
-        h, p = query_class.results["http"], query_class.results["psycopg"]
-        target = query_class.target_p99_ms
-        met = "-" if target is None else ("yes" if h["p99_ms"] < target else "NO")
+        for connections, r in query_class.results.items():
+            name = query_class.name + (f" @{connections}" if connections != 4 else "")
+            print(
+                f"{name:<24} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['rps']:>7.0f} "
+                f"{r['non_2xx'] + r['socket_errors']:>7} {r['api_cpu']:>7.2f} "
+                f"{r['postgres_cpu']:>7.2f}"
+            )
+    print("(API cpu, PG cpu: cores busy on average during the run)")
+    print()
+    by_name = {c.name: c.results for c in classes}
+    if "selective" in by_name:
+        selective = by_name["selective"]
+        p50_ratio = selective[4]["p50_ms"] / ref4["p50_ms"]
+        rate_ratio = selective[32]["rps"] / ref32["rps"]
+        print(f"selective p50: {p50_ratio:.1f}x the reference's (target <= 10x)")
+        print(f"selective req/s at 32: {rate_ratio:.2f}x the reference's (target >= 0.4x)")
+    for name in ("selective", "medium", "prefix", "typo", "common", "two common words"):
+        if name in by_name:
+            ratio = by_name[name][4]["p99_ms"] / ref4["p99_ms"]
+            print(f"{name} p99: {ratio:.1f}x the reference's (target <= 3x)")
+    if replica is not None:
         print(
-            f"{query_class.name:<17} {h['p50_ms']:>7.1f}ms {h['p99_ms']:>6.1f}ms "
-            f"{h['rps']:>7.0f} | {p['p50_ms']:>9.1f}ms {p['p99_ms']:>6.1f}ms {p['rps']:>7.0f} | "
-            f"{(f'{target:.0f}ms' if target else '-'):>10}  {met}"
+            f"selective @32 with reads on {args.read_url.split('@')[-1]}: "
+            f"{replica['rps']:.0f} req/s (reads on the primary: "
+            f"{by_name['selective'][32]['rps']:.0f} req/s)"
         )
     print()
     for query_class in classes:
-        shown = ", ".join(repr(q) for q in query_class.queries[:4])
-        more = f" (+{len(query_class.queries) - 4})" if len(query_class.queries) > 4 else ""
-        print(f"{query_class.name}: {query_class.note}; {shown}{more}")
-        check = query_class.results.get("check")
-        if check:
-            print(
-                f"    top 20: same as psycopg: {check['same_as_psycopg']}, ranks decreasing: "
-                f"{check['ranks_decreasing']}; {check['bio_rows']} bio-only rows, of which "
-                f"{check['overlap_with_exhaustive']} are in the top 20 of every bio match "
-                f"scored (that query: {check['exhaustive_ms']:.0f} ms); "
-                f"X-Total-Count {check['total_header']}"
-            )
-    selective = next(c for c in classes if c.name == "selective").results
-    ratio = selective["http"]["rps"] / selective["psycopg2"]["rps"]
-    print(
-        f"\nselective: HTTP {selective['http']['rps']:.0f} req/s vs psycopg on 2 connections "
-        f"{selective['psycopg2']['rps']:.0f} req/s = {ratio:.2f} (target >= 0.50: "
-        f"{'yes' if ratio >= 0.5 else 'NO'})"
-    )
+        print(f"{query_class.name}: {query_class.note}")
 
 
 if __name__ == "__main__":

@@ -45,10 +45,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         db.wait_for_database(settings.database_url)
         app.state.pool.open(wait=True, timeout=30)
+        await app.state.read_pool.open(wait=True, timeout=30)
         start_initial_import(app)
         try:
             yield
         finally:
+            await app.state.read_pool.close()
             app.state.pool.close()
             if app.state.celery is not None:
                 app.state.celery.close()
@@ -61,6 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.pool = db.create_pool(
+        settings.database_url, size=settings.db_pool_size, timeout=settings.db_pool_timeout
+    )
+    app.state.read_pool = db.create_async_pool(
         settings.database_url, size=settings.db_pool_size, timeout=settings.db_pool_timeout
     )
     # The Celery client that queues tasks (None without a broker: v2 and admin triggers

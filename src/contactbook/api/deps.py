@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from contactbook.config import Settings
 
@@ -29,6 +29,11 @@ async def get_pool(request: Request) -> ConnectionPool:
     waiting for a connection while the requests holding the connections waited for a
     thread. That deadlocked the API at 190 requests/s until its clients went away."""
     return request.app.state.pool
+
+
+async def get_read_pool(request: Request) -> AsyncConnectionPool:
+    """The async pool the read endpoints use on the event loop (see db.create_async_pool)."""
+    return request.app.state.read_pool
 
 
 def _token_matches(given: str, allowed: list[str]) -> bool:
@@ -79,6 +84,7 @@ async def require_admin(
 
 
 Pool = Annotated[ConnectionPool, Depends(get_pool)]
+ReadPool = Annotated[AsyncConnectionPool, Depends(get_read_pool)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 Reader = Depends(require_reader)
 Admin = Depends(require_admin)

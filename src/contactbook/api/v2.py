@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from contactbook import tasks
 from contactbook.api.deps import Reader
-from contactbook.api.v1 import Limit, Offset, SearchText
+from contactbook.api.v1 import CompanyFilter, Limit, Offset, SearchText, TagFilter
 from contactbook.contacts.schemas import SearchHit
 from contactbook.contacts.search import validate_search
 
@@ -68,12 +68,24 @@ _SUBMIT = {
 @router.get("/search", operation_id="submit_search_get", **_SUBMIT)
 @router.post("/search", operation_id="submit_search_post", **_SUBMIT)
 def submit_search(
-    celery: CeleryDep, text: SearchText = None, limit: Limit = 20, offset: Offset = 0
+    celery: CeleryDep,
+    text: SearchText = None,
+    limit: Limit = 20,
+    offset: Offset = 0,
+    tag: TagFilter = None,
+    company: CompanyFilter = None,
 ) -> TaskAccepted:
-    """Queue a search for `text`; the answer names the task to poll."""
+    """Queue a search for `text` (and the filters); the answer names the task to poll."""
     text = validate_search(text, limit, offset)
     task_id = tasks.submit(
-        celery, tasks.SEARCH_TASK, kind=tasks.KIND_SEARCH, text=text, limit=limit, offset=offset
+        celery,
+        tasks.SEARCH_TASK,
+        kind=tasks.KIND_SEARCH,
+        text=text,
+        limit=limit,
+        offset=offset,
+        tags=tag or [],
+        company=company,
     )
     return TaskAccepted(task_id=task_id)
 

@@ -28,6 +28,9 @@ class Highlight(BaseModel):
     name: str | None = None
     email: str | None = None
     description: str | None = None
+    phone: str | None = Field(None, description="The matched number, when the search was one.")
+    title: str | None = None
+    company: str | None = None
 
 
 class SearchHit(Contact):

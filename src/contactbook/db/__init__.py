@@ -10,7 +10,7 @@ import psycopg
 from alembic import command
 from alembic.config import Config
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,23 @@ def create_pool(database_url: str, *, size: int, timeout: float) -> ConnectionPo
         kwargs={"row_factory": dict_row, "autocommit": True},
         open=False,
         name="contactbook",
+    )
+
+
+def create_async_pool(database_url: str, *, size: int, timeout: float) -> AsyncConnectionPool:
+    """The API's pool for reads on the event loop, opened by the caller (`await pool.open()`).
+
+    Requests use it without a thread hop: an endpoint awaits a connection, awaits the one
+    statement of its search and answers.
+    """
+    return AsyncConnectionPool(
+        database_url,
+        min_size=min(2, size),
+        max_size=size,
+        timeout=timeout,
+        kwargs={"row_factory": dict_row, "autocommit": True},
+        open=False,
+        name="contactbook-reads",
     )
 
 
