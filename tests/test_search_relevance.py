@@ -50,6 +50,7 @@ PEOPLE = [
     ("Ilse", "Varga", "ilse@varga.test", "Builds machine learning tools for beekeepers."),
     ("Rudi", "Kovac", "rudi@kovac.test", "Learning machine embroidery for beekeepers."),
     ("Mallory", "Quill", "mq@quill.test", "Writes <script>alert('x')</script> & more."),
+    ("Tom", "Baptiste", "tbaptiste@harbourline.test", "Ship's captain."),
 ]
 
 
@@ -167,6 +168,29 @@ def test_last_word_is_a_prefix(sconn):
 
 def test_earlier_words_may_be_prefixes_too(sconn):
     assert names(sconn, "Hen Tom")[0] == "Tom Hendricks"
+
+
+@pytest.mark.parametrize("typed", ["T", "To", "Tom", "Tom B", "Tom Ba"])
+def test_every_keystroke_of_a_name_puts_a_person_consistent_with_it_first(sconn, typed):
+    first = search_contacts(sconn, typed, limit=1).contacts[0]
+    name_words = search_module.fold(f"{first['first_name']} {first['last_name']}").split()
+    for word in search_module.fold(typed).split():
+        assert any(name_word.startswith(word) for name_word in name_words), (typed, first)
+
+
+def test_a_one_letter_last_word_is_a_prefix(sconn):
+    found = names(sconn, "Tom B", limit=10)
+    toms_with_b = [n for n in found if n.split()[0] == "Tom" and n.split()[1].startswith("B")]
+    assert "Tom Baptiste" in toms_with_b
+    assert found[: len(toms_with_b)] == toms_with_b  # before Tom Hendricks, Tom Smith
+
+
+def test_one_letter_alone_lists_names_starting_with_it(sconn):
+    page = search_contacts(sconn, "B", limit=20)
+    assert page.total > 20 and len(page.contacts) == 20
+    for contact in page.contacts:
+        words = search_module.fold(f"{contact['first_name']} {contact['last_name']}").split()
+        assert any(word.startswith("b") for word in words), contact
 
 
 def test_prefix_of_an_email(sconn):

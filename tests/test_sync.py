@@ -451,6 +451,7 @@ def test_synced_names_feed_the_typo_vocabulary(conn, sim: Simulator) -> None:
     assert {"zoe", "de", "la", "cruz", "delacruz", "hendricks", "first0", "last0"} <= words
     names = conn.execute(
         "SELECT DISTINCT w.lexeme AS word FROM contacts, unnest(ts_filter(name_vector, '{a}')) AS w"
+        " WHERE w.lexeme NOT LIKE '^%'"  # the initials (migration 0006) are no words
     ).fetchall()
     assert {r["word"] for r in names} <= words
 

@@ -90,6 +90,7 @@ DECLARE
     q_exact tsquery;    -- every word exactly (websearch syntax), names and emails: `simple`
     q_stem tsquery;     -- the same for the bio: `english`
     q_prefix tsquery;   -- every word as a prefix
+    q_short tsquery;    -- the words of one or two letters, as initials
     q_names tsquery;    -- exact or prefix: name_vector
     q_any tsquery;      -- exact or stem: name_vector || bio_vector
     q_some tsquery;     -- any one word
@@ -114,11 +115,11 @@ BEGIN
     END IF;
     SELECT websearch_to_tsquery('simple', contactbook_fold(p_text)),
            websearch_to_tsquery('english', p_text),
-           to_tsquery('simple', concat_ws(' & ',
+           to_tsquery('simple', nullif(concat_ws(' & ',
                (SELECT string_agg(contactbook_tsquery_operand(contactbook_fold(w)) || ':*', ' & ')
-                FROM unnest(p_words) AS w),
+                FROM unnest(p_words) AS w WHERE contactbook_fold(w) !~ '^\w{1,2}$'),
                (SELECT string_agg('!' || contactbook_tsquery_operand(contactbook_fold(w)), ' & ')
-                FROM unnest(p_excluded) AS w))),
+                FROM unnest(p_excluded) AS w)), '')),
            to_tsquery('simple',
                (SELECT string_agg(contactbook_tsquery_operand(contactbook_fold(w)), ' | ')
                 FROM unnest(p_words) AS w)),
@@ -126,6 +127,14 @@ BEGIN
                contactbook_fold(array_to_string(p_words, ' '))))),
            (SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'contacts'::regclass)
       INTO q_exact, q_stem, q_prefix, q_some, lexemes, table_rows;
+    -- A word of one or two letters is a prefix of a name word only, through the initials
+    -- (`^t`, `^to`: migration 0006): one posting list instead of a merge of thousands.
+    SELECT string_agg('''^' || contactbook_fold(w) || '''', ' & ')::tsquery
+      INTO q_short
+      FROM unnest(p_words) AS w WHERE contactbook_fold(w) ~ '^\w{1,2}$';
+    q_prefix := CASE WHEN q_short IS NULL THEN q_prefix
+                     WHEN q_prefix IS NULL THEN q_short
+                     ELSE q_prefix && q_short END;
     q_names := q_exact || q_prefix;
     q_any := q_exact || q_stem;
     -- Filters are lexemes of name_vector (migration 0006): `$tag` and `%company`.
@@ -178,7 +187,8 @@ BEGIN
                coalesce(array_agg(b.band ORDER BY b.band, b.id), '{}')
           INTO part_ids, part_bands
           FROM ((SELECT c.id, 1 AS band FROM contacts c
-                 WHERE c.name_vector @@ q_exact AND ts_filter(c.name_vector, '{a}') @@ q_exact
+                 WHERE ts_filter(c.name_vector, '{a}') @@ q_exact
+                   AND (cardinality(p_excluded) = 0 OR c.name_vector @@ q_exact)
                    AND c.deleted_at IS NULL AND (q_filters IS NULL OR c.name_vector @@ q_filters)
                  ORDER BY c.id LIMIT greatest(prefix_walk, need) + 1)
                 UNION ALL
@@ -189,9 +199,9 @@ BEGIN
                  ORDER BY c.id LIMIT greatest(prefix_walk, need) + 1)
                 UNION ALL
                 (SELECT c.id, 5 FROM contacts c
-                 WHERE c.name_vector @@ q_prefix
-                   AND ts_filter(c.name_vector, '{a}') @@ q_prefix
+                 WHERE ts_filter(c.name_vector, '{a}') @@ q_prefix
                    AND NOT ts_filter(c.name_vector, '{a,b}') @@ q_exact
+                   AND (cardinality(p_excluded) = 0 OR c.name_vector @@ q_prefix)
                    AND c.deleted_at IS NULL AND (q_filters IS NULL OR c.name_vector @@ q_filters)
                  ORDER BY c.id LIMIT greatest(prefix_walk, need) + 1)
                 UNION ALL
@@ -312,20 +322,23 @@ BEGIN
     IF part_size IS NOT NULL THEN
         found_total := found_total + part_size;
     ELSE
-        -- Every match: the text vector holds the names too, so its estimate stands for the
-        -- union (an estimate of the bio-only part would count every name match again).
+        -- Not read to its end (or not read: the names filled the page). The text vector
+        -- holds the names too, so its estimate stands for every match, names included;
+        -- when it is small, the bio-only matches are counted and added to the names'.
         expected := contactbook_estimate(
             'SELECT 1 FROM contacts c WHERE (c.name_vector || c.bio_vector) @@ $1'
             ' AND c.deleted_at IS NULL AND ($2 IS NULL OR c.name_vector @@ $2)', q_any, q_filters);
         IF expected <= exact_count_below THEN
-            SELECT count(*) INTO expected
+            SELECT count(*) INTO part_size
               FROM (SELECT 1 FROM contacts c
-                    WHERE (c.name_vector @@ q_names OR (c.name_vector || c.bio_vector) @@ q_any)
-                      AND c.deleted_at IS NULL
+                    WHERE (c.name_vector || c.bio_vector) @@ q_any
+                      AND NOT c.name_vector @@ q_names AND c.deleted_at IS NULL
                       AND (q_filters IS NULL OR c.name_vector @@ q_filters)
                     LIMIT count_limit) AS counted;
+            found_total := found_total + part_size;
+        ELSE
+            found_total := greatest(found_total + cardinality(part_ids), expected);
         END IF;
-        found_total := greatest(found_total + coalesce(cardinality(part_ids), 0), expected);
     END IF;
 
     -- Bands 9 and 10, only when the full text found fewer than fallback_below contacts.
@@ -435,8 +448,9 @@ AS $$
                    ORDER BY similarity(w.word, parts.part) DESC, w.word
                    LIMIT alternatives) END AS near
         FROM parts,
-             LATERAL (SELECT EXISTS (SELECT 1 FROM contact_name_words w
-                                     WHERE w.word = parts.part) AS known) AS k
+             -- A scalar lookup per part (an EXISTS here became a hash of every name word).
+             LATERAL (SELECT coalesce((SELECT true FROM contact_name_words w
+                                       WHERE w.word = parts.part LIMIT 1), false) AS known) AS k
     )
     SELECT CASE WHEN bool_and(known OR cardinality(near) > 0) AND bool_or(NOT known) THEN
                string_agg(CASE WHEN known THEN contactbook_tsquery_operand(part)
