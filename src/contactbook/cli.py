@@ -16,7 +16,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from contactbook import db, metrics
@@ -236,28 +242,20 @@ def import_command(
     settings = get_settings()
     with _services(settings) as urls:
         db.upgrade(urls.database_url)
+        started = time.monotonic()
         try:
             if out.is_terminal:
-                with Progress(
-                    "[progress.description]{task.description}",
-                    BarColumn(),
-                    DownloadColumn(),
-                    TimeRemainingColumn(),
-                    console=out,
-                    transient=True,
-                ) as bar:
-                    task = bar.add_task(f"importing {path.name}", total=None)
-
-                    def progress(done: int, total: int) -> None:
-                        bar.update(task, completed=done, total=total)
-
+                with _ImportProgress(path.name) as progress:
                     summary = import_csv(urls.database_url, path, progress=progress)
             else:
                 summary = import_csv(urls.database_url, path)
         except UnusableCsvError as error:
             raise _fail(f"{error}\nNothing was imported.", EXIT_UNUSABLE_INPUT) from error
+        seconds = time.monotonic() - started
+    rate = f"{summary.rows_read / seconds:,.0f} rows/s" if seconds > 0 else "-"
     table = Table(title=f"Imported {path}", show_header=False)
     for label, value in (
+        ("time", f"{seconds:.1f} s ({rate})"),
         ("rows read", summary.rows_read),
         ("inserted", summary.inserted),
         ("updated", summary.updated),
@@ -275,6 +273,42 @@ def import_command(
         out.print(f"  skipped line {row.line}: {row.reason}", highlight=False)
     if len(summary.skipped) > len(shown):
         out.print(f"  … and {len(summary.skipped) - len(shown)} more skipped rows")
+
+
+class _ImportProgress:
+    """One bar per phase of an import, each with its ETA: reading the file (bytes), then
+    indexing (an empty table) or merging (steps). The database's work after the last
+    byte is its own phase, so no bar sits at 100% while the import goes on."""
+
+    LABELS = {"reading": "reading {name}", "indexing": "indexing", "merging": "merging"}
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._bar = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeRemainingColumn(),
+            console=out,
+            transient=True,
+        )
+        self._tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> _ImportProgress:
+        self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._bar.__exit__(*exc_info)
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if phase not in self._tasks:
+            for earlier in self._tasks.values():  # the previous phase is over
+                task = self._bar.tasks[earlier]
+                self._bar.update(earlier, completed=task.total or task.completed)
+            label = self.LABELS.get(phase, phase).format(name=self._name)
+            self._tasks[phase] = self._bar.add_task(label, total=total or None)
+        self._bar.update(self._tasks[phase], completed=done, total=total or None)
 
 
 @app.command()

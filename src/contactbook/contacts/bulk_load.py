@@ -20,6 +20,7 @@ each copied row (8 bytes a row) for the duplicates' report.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -47,6 +48,8 @@ MAINTENANCE_WORK_MEM = "256MB"
 
 CREATE_LOADING_TABLE = "SELECT contactbook_create_loading_table()"
 DROP_LOADING_TABLE = "DROP TABLE IF EXISTS contacts_loading"
+# Never wait long to drop it (the streams have ended by then; the next load drops it too).
+DROP_LOADING_LOCK_TIMEOUT = "SET LOCAL lock_timeout = '10s'"
 FIRST_ID = (
     "SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('contacts', 'id')), 0) + 1"
 )
@@ -92,10 +95,6 @@ class LoadResult:
     duplicates: list[tuple[int, int]]
 
 
-_FINISH = None
-_ABANDON: list[tuple] = []  # an empty batch, told apart by identity
-
-
 class _Stream:
     """One COPY into contacts_loading on a connection of its own, fed batch by batch
     from the parsing thread through a bounded queue."""
@@ -104,37 +103,45 @@ class _Stream:
         self._conn = psycopg.connect(database_url)
         self._copy_statement = copy_statement
         self._batches: queue.Queue[list[tuple] | None] = queue.Queue(maxsize=QUEUED)
+        self._stop = threading.Event()  # the load failed: roll back, take nothing more
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="import-copy", daemon=True)
         self._thread.start()
 
+    def _next_batch(self) -> list[tuple] | None:
+        while not self._stop.is_set():
+            try:
+                return self._batches.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        raise _Abandoned
+
     def _run(self) -> None:
         try:
             with self._conn.cursor() as cursor, cursor.copy(self._copy_statement) as copy:
-                while (batch := self._batches.get()) is not _FINISH:
-                    if batch is _ABANDON:
-                        raise _Abandoned
+                while (batch := self._next_batch()) is not None:
                     for row in batch:
                         copy.write_row(row)
             self._conn.commit()
         except BaseException as error:  # handed to the parsing thread, which raises it
             self.error = error
-            try:
+            self._stop.set()
+            with contextlib.suppress(psycopg.Error):  # a broken connection: nothing to undo
                 self._conn.rollback()
-            except psycopg.Error:
-                pass  # a broken connection has nothing to roll back
-            # Unblock a parsing thread waiting for room in the queue.
-            while self._batches.get() not in (_FINISH, _ABANDON):
-                pass
 
-    def put(self, batch: list[tuple]) -> None:
-        if self.error is not None:
-            raise self.error
-        self._batches.put(batch)
+    def put(self, batch: list[tuple] | None) -> None:
+        """Hand over a batch (None: the end), waiting for room; raise this stream's error
+        if it failed."""
+        while self.error is None:
+            try:
+                self._batches.put(batch, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise self.error
 
     def finish(self) -> None:
-        if self.error is None:
-            self._batches.put(_FINISH)
+        self.put(None)
         self._thread.join()
         self._conn.close()
         if self.error is not None:
@@ -142,9 +149,8 @@ class _Stream:
 
     def abandon(self) -> None:
         """Stop this COPY after a failure elsewhere (its rows go with the loading table)."""
-        if self._thread.is_alive():
-            self._batches.put(_ABANDON)
-            self._thread.join()
+        self._stop.set()
+        self._thread.join()
         self._conn.close()
 
 
@@ -269,6 +275,7 @@ def _drop_loading_table(conn: psycopg.Connection) -> None:
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             conn.rollback()
         with conn.transaction():
+            conn.execute(DROP_LOADING_LOCK_TIMEOUT)
             conn.execute(DROP_LOADING_TABLE)
     except psycopg.Error as error:  # the next load drops it
         log.warning("could not drop contacts_loading after a failed import: %s", error)

@@ -11,7 +11,6 @@ nothing the second time.
 from __future__ import annotations
 
 import logging
-from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import psycopg
 
 from contactbook import metrics
+from contactbook.contacts import bulk_load
 from contactbook.contacts.csv_reader import (
     ContactsCsv,
     CsvContact,
@@ -34,8 +34,10 @@ IMPORT_LOCK_KEY = 7_201_002
 
 ANALYZE_AFTER_ROWS = 10_000
 
-Progress = Callable[[int, int], None]
-"""Called with (bytes read, file size) while the file streams in."""
+Progress = Callable[[str, int, int], None]
+"""Called with (phase, done, total): "reading" counts bytes of the file as it streams in
+(into the database, or into the staging table); an empty table is then "indexing"
+(build steps), a non-empty one "merging" (steps)."""
 
 CREATE_STAGING = """
 CREATE TEMP TABLE import_rows (
@@ -104,29 +106,6 @@ WHERE m.contact_id IS NULL
 ORDER BY l.line
 """
 
-# Into an empty table, rows are copied straight in: PostgreSQL computes the search vector
-# and the indexes on one core while this process parses the file on the other. Writers are
-# locked out (readers are not) so the new ids are consecutive in file order.
-LOCK_OUT_WRITERS = "LOCK TABLE contacts IN SHARE ROW EXCLUSIVE MODE"
-
-COPY_CONTACTS = "COPY contacts (first_name, last_name, email, description, source) FROM STDIN"
-
-FIRST_ID = "SELECT min(id) FROM contacts"
-
-# Same person twice in one file: the last row wins, the earlier ones go.
-DELETE_EARLIER_DUPLICATES = """
-WITH keyed AS (
-    SELECT id, contactbook_person_key(email, first_name, last_name, description) AS key
-    FROM contacts
-), duplicated AS (
-    SELECT key, max(id) AS kept FROM keyed GROUP BY key HAVING count(*) > 1
-)
-DELETE FROM contacts c
-USING keyed JOIN duplicated USING (key)
-WHERE c.id = keyed.id AND keyed.id <> duplicated.kept
-RETURNING c.id, duplicated.kept
-"""
-
 # The run names the session that imports (pid and start: a pid alone can be reused).
 START_RUN = """
 INSERT INTO import_runs (source, backend_pid, backend_started)
@@ -151,7 +130,11 @@ UPDATE import_runs SET finished_at = now(), status = %(status)s, rows_read = %(r
 WHERE id = %(id)s
 """
 
-LOCK_IMPORTS = "SELECT pg_advisory_xact_lock(%(key)s)"
+# Held by the importing session from the "empty?" check to the end: an empty-table
+# load spans several transactions (contacts/bulk_load.py). A sync takes the same key
+# for its transaction.
+LOCK_IMPORTS = "SELECT pg_advisory_lock(%(key)s)"
+UNLOCK_IMPORTS = "SELECT pg_advisory_unlock(%(key)s)"
 
 TABLE_IS_EMPTY = "SELECT NOT EXISTS (SELECT 1 FROM contacts) AS empty"
 
@@ -208,13 +191,14 @@ def import_csv(
                 with conn.transaction():
                     conn.execute(LOCK_IMPORTS, {"key": IMPORT_LOCK_KEY})
                     empty = conn.execute(TABLE_IS_EMPTY).fetchone()[0]
-                    if only_if_empty and not empty:
-                        summary.performed = False
-                    elif empty:
-                        _copy_into_empty_table(conn, csv_file, summary, progress)
-                    else:
+                if only_if_empty and not empty:
+                    summary.performed = False
+                elif empty:
+                    _load_empty_table(database_url, conn, csv_file, summary, progress)
+                else:
+                    with conn.transaction():
                         _stage_rows(conn, csv_file, summary, progress)
-                        _merge(conn, summary)
+                        _merge(conn, summary, progress)
             except Exception as error:
                 _finish_run(database_url, run_id, summary, status="failed", error=str(error))
                 metrics.record_import(status="failed")
@@ -256,9 +240,9 @@ def _usable_rows(
         else:
             yield item
         if progress is not None and count % 5000 == 0:
-            progress(csv_file.position(), csv_file.size)
+            progress("reading", csv_file.position(), csv_file.size)
     if progress is not None:
-        progress(csv_file.size, csv_file.size)
+        progress("reading", csv_file.size, csv_file.size)
 
 
 def _stage_rows(
@@ -273,44 +257,55 @@ def _stage_rows(
             copy.write_row((row.line, row.first_name, row.last_name, row.email, row.description))
 
 
-def _copy_into_empty_table(
+#: What an empty-table load copies, in this order (contacts/bulk_load.py adds the id).
+LOADED_COLUMNS = ("first_name", "last_name", "email", "description", "source")
+
+
+def _load_empty_table(
+    database_url: str,
     conn: psycopg.Connection,
     csv_file: ContactsCsv,
     summary: ImportSummary,
     progress: Progress | None,
 ) -> None:
-    conn.execute(LOCK_OUT_WRITERS)
-    lines = array("q")  # file line of each copied row, in id order: 8 bytes a row
-    with conn.cursor() as cursor, cursor.copy(COPY_CONTACTS) as copy:
-        for row in _usable_rows(csv_file, summary, progress):
-            copy.write_row((row.first_name, row.last_name, row.email, row.description, "csv"))
-            lines.append(row.line)
-    if not lines:
-        return
-    first_id = conn.execute(FIRST_ID).fetchone()[0]
-    duplicates = conn.execute(DELETE_EARLIER_DUPLICATES).fetchall()
-    for dropped, kept in duplicates:
-        summary.skipped.append(_duplicate(lines[dropped - first_id], lines[kept - first_id]))
+    rows = (
+        (row.line, (row.first_name, row.last_name, row.email, row.description, "csv"))
+        for row in _usable_rows(csv_file, summary, progress)
+    )
+    loaded = bulk_load.load_empty_table(database_url, conn, LOADED_COLUMNS, rows, progress=progress)
+    summary.skipped += [_duplicate(line, kept_line) for line, kept_line in loaded.duplicates]
     summary.skipped.sort(key=lambda row: row.line)
-    summary.inserted = len(lines) - len(duplicates)
+    summary.inserted = loaded.inserted
 
 
 def _duplicate(line: int, kept_line: int) -> SkippedRow:
     return SkippedRow(line=line, reason=f"same person as line {kept_line}, which is imported")
 
 
-def _merge(conn: psycopg.Connection, summary: ImportSummary) -> None:
+MERGE_STEPS = 5
+
+
+def _merge(conn: psycopg.Connection, summary: ImportSummary, progress: Progress | None) -> None:
+    def step(done: int) -> None:
+        if progress is not None:
+            progress("merging", done, MERGE_STEPS)
+
+    step(0)
     conn.execute(CREATE_LATEST)
+    step(1)
     for line, kept_line in conn.execute(DUPLICATE_ROWS):
         summary.skipped.append(_duplicate(line, kept_line))
     summary.skipped.sort(key=lambda row: row.line)
     conn.execute(CREATE_MATCHES)
+    step(2)
     matched = conn.execute(
         "SELECT count(contact_id) FROM import_matches"  # counts non-null ids only
     ).fetchone()[0]
     summary.updated = conn.execute(UPDATE_MATCHED).rowcount
+    step(3)
     summary.unchanged = matched - summary.updated
     summary.inserted = conn.execute(INSERT_UNMATCHED).rowcount
+    step(MERGE_STEPS)
 
 
 def _start_run(database_url: str, source: str, importing_pid: int) -> int:
