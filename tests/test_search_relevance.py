@@ -322,8 +322,9 @@ WITH q AS (
                                    || ':*') AS names
 )
 SELECT m.id
-FROM q, (SELECT c.id, c.name_vector || c.bio_vector AS v FROM contacts c, q
-         WHERE (c.name_vector || c.bio_vector) @@ q.text_query
+FROM q, (SELECT c.id, contactbook_text_vector(c.name_vector, c.bio_vector) AS v
+         FROM contacts c, q
+         WHERE contactbook_text_vector(c.name_vector, c.bio_vector) @@ q.text_query
            AND NOT c.name_vector @@ q.names AND c.deleted_at IS NULL
          LIMIT 1000) AS m
 ORDER BY ts_rank_cd(m.v, q.text_query) DESC, m.id

@@ -92,7 +92,7 @@ DECLARE
     q_prefix tsquery;   -- every word as a prefix
     q_short tsquery;    -- the words of one or two letters, as initials
     q_names tsquery;    -- exact or prefix: name_vector
-    q_any tsquery;      -- exact or stem: name_vector || bio_vector
+    q_any tsquery;      -- exact or stem: contactbook_text_vector
     q_some tsquery;     -- any one word
     q_filters tsquery;  -- tag= and company=
     q_phone tsquery;
@@ -301,8 +301,10 @@ BEGIN
                max(s.band_size)
           INTO part_ids, part_scores, part_size
           FROM (SELECT m.id, cover / (1 + cover) AS score, count(*) OVER () AS band_size
-                FROM (SELECT c.id, c.name_vector || c.bio_vector AS text_vector FROM contacts c
-                      WHERE (c.name_vector || c.bio_vector) @@ q_any
+                FROM (SELECT c.id,
+                             contactbook_text_vector(c.name_vector, c.bio_vector) AS text_vector
+                      FROM contacts c
+                      WHERE contactbook_text_vector(c.name_vector, c.bio_vector) @@ q_any
                         AND NOT c.name_vector @@ q_names AND c.deleted_at IS NULL
                         AND (q_filters IS NULL OR c.name_vector @@ q_filters)
                       LIMIT greatest(bio_candidates, need)) AS m,
@@ -326,12 +328,13 @@ BEGIN
         -- holds the names too, so its estimate stands for every match, names included;
         -- when it is small, the bio-only matches are counted and added to the names'.
         expected := contactbook_estimate(
-            'SELECT 1 FROM contacts c WHERE (c.name_vector || c.bio_vector) @@ $1'
+            'SELECT 1 FROM contacts c'
+            ' WHERE contactbook_text_vector(c.name_vector, c.bio_vector) @@ $1'
             ' AND c.deleted_at IS NULL AND ($2 IS NULL OR c.name_vector @@ $2)', q_any, q_filters);
         IF expected <= exact_count_below THEN
             SELECT count(*) INTO part_size
               FROM (SELECT 1 FROM contacts c
-                    WHERE (c.name_vector || c.bio_vector) @@ q_any
+                    WHERE contactbook_text_vector(c.name_vector, c.bio_vector) @@ q_any
                       AND NOT c.name_vector @@ q_names AND c.deleted_at IS NULL
                       AND (q_filters IS NULL OR c.name_vector @@ q_filters)
                     LIMIT count_limit) AS counted;
