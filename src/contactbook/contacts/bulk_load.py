@@ -62,6 +62,7 @@ WHERE kind IN ('constraint', 'index')
 """
 BUILD_SETTINGS = "SELECT set_config('maintenance_work_mem', %(memory)s, false)"
 SWAP_IN = "SELECT contactbook_swap_in_loading_table()"
+NO_JIT = "SET LOCAL jit = off"  # a plan over a million rows would be compiled first
 
 # Same person twice in one file: the last row (the highest id) wins.
 DELETE_EARLIER_DUPLICATES = """
@@ -185,6 +186,7 @@ def load_empty_table(
             _drop_loading_table(lock_conn)
             return LoadResult(inserted=0, duplicates=[])
         with lock_conn.transaction():
+            lock_conn.execute(NO_JIT)
             dropped = lock_conn.execute(DELETE_EARLIER_DUPLICATES).fetchall()
         duplicates = sorted(
             (lines[dropped_id - first_id], lines[kept_id - first_id])
