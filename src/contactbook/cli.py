@@ -555,11 +555,12 @@ def sync(
                 "" if isinstance(error, TooManyRemovals) else "\nThe contacts were not changed."
             )
             raise _fail(f"{error}{suffix}", error.exit_code) from error
-    title = f"{summary.mode} sync" + (" (dry run: nothing was written)" if dry_run else "")
-    table = Table(title=title, show_header=False)
+    table = Table(title=f"{summary.mode} sync", show_header=False)
     for label in ("fetched", "inserted", "linked", "updated", "removed", "unchanged"):
         table.add_row(label, str(getattr(summary, label)))
     out.print(table)
+    if dry_run:
+        out.print("dry run: nothing was written; run it without --dry-run to apply these changes")
 
 
 @app.command("fake-nimble")
