@@ -129,7 +129,11 @@ class Undeleted(BaseModel):
 @router.post(
     "/contacts/undelete",
     response_model=Undeleted,
-    responses={**_ADMIN_RESPONSES, 422: {"description": "Neither `ids` nor `all` given."}},
+    responses={
+        **_ADMIN_RESPONSES,
+        400: {"description": "The body is not JSON."},
+        422: {"description": "Neither `ids` nor `all` given (or both)."},
+    },
 )
 def undelete_contacts(body: UndeleteRequest, pool: Pool) -> Undeleted:
     """Bring back contacts a full sync removed (list them with
