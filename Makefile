@@ -22,9 +22,11 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 
-## Serve the sample contacts on http://127.0.0.1:8000 (embedded PostgreSQL and Redis).
+## Serve the sample contacts on http://127.0.0.1:$(PORT) (embedded PostgreSQL and Redis,
+## in the same per-user data folder every `contactbook` command uses): `make run PORT=8001`.
+PORT ?= 8000
 run: install
-	$(BIN)/contactbook serve
+	$(BIN)/contactbook serve --port $(PORT)
 
 ## The whole test suite, coverage at least 85%. Warnings are errors: pyproject.toml's
 ## filterwarnings (a command-line -W error would override its documented exceptions).

@@ -7,6 +7,7 @@ against standard servers instead; each test session then works in a database of 
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -192,6 +193,44 @@ def cli_env(db_url: str, tmp_path: Path) -> dict[str, str]:
         NO_COLOR="1",
     )
     return env
+
+
+#: Variables of the developer's or CI's environment that would change what a command does.
+_SETTINGS_PREFIXES = (
+    "DATABASE_URL", "DATABASE_READ_URL", "REDIS_URL", "CELERY_", "NIMBLE_", "CONTACTBOOK_",
+    "SYNC_", "LOG_", "XDG_DATA_HOME",
+)  # fmt: skip
+
+
+@pytest.fixture
+def cli(db_url: str, tmp_path: Path, monkeypatch) -> Callable[..., object]:
+    """Run `contactbook ARGS…` in this process (Typer's CliRunner) against the test
+    database: `result = cli("search", "tom", env={...})`; `result.stdout`, `.stderr`,
+    `.exit_code`, `.exception` (a SystemExit for an exit code, anything else a traceback)."""
+    from typer.testing import CliRunner
+
+    from contactbook import cli as cli_module
+    from contactbook.config import get_settings
+
+    monkeypatch.chdir(tmp_path)  # never a `.env` of the checkout
+    base: dict[str, str | None] = {
+        key: None for key in os.environ if key.startswith(_SETTINGS_PREFIXES)
+    }
+    base.update(DATABASE_URL=db_url, CONTACTBOOK_HOME=str(tmp_path / "home"), NO_COLOR="1")
+    runner = CliRunner()
+
+    def run(*args: str, env: dict[str, str | None] | None = None, input: str | None = None):
+        get_settings.cache_clear()
+        try:
+            return runner.invoke(cli_module.app, list(args), env={**base, **(env or {})},
+                                 input=input)  # fmt: skip
+        finally:
+            get_settings.cache_clear()
+            root = logging.getLogger()
+            for handler in [h for h in root.handlers if isinstance(h, cli_module._StderrHandler)]:
+                root.removeHandler(handler)
+
+    return run
 
 
 @pytest.fixture

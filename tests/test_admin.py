@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import psycopg
 import pytest
-from celery_support import CELERY_WARNINGS, admin_headers, wait_for_task
+from celery_support import ADMIN_TOKEN, CELERY_WARNINGS, admin_headers, wait_for_task
 
 from contactbook import tasks
 
@@ -63,6 +63,16 @@ def test_admin_routes_are_closed_when_no_admin_token_is_configured(celery_api, m
     url = celery_api(contactbook_admin_token=None)
 
     response = httpx.request(method, url + path, headers=admin_headers())
+
+    assert response.status_code == 403
+    assert "CONTACTBOOK_ADMIN_TOKEN" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(("method", "path"), [*ADMIN_ROUTES, ("POST", "/api/v1/contacts/undelete")])
+def test_without_an_admin_token_configured_even_a_bare_request_is_403(live_api, method, path):
+    url = live_api(contactbook_admin_token=None)
+
+    response = httpx.request(method, url + path)
 
     assert response.status_code == 403
     assert "CONTACTBOOK_ADMIN_TOKEN" in response.json()["detail"]
@@ -239,3 +249,120 @@ def test_admin_token_check_happens_before_the_upload_is_read(celery_api, worker_
 
     assert response.status_code == 401
     assert uploads(worker_settings) == []
+
+
+# --------------------------------------------------------------------------- removed contacts
+
+
+def remove(db_url: str, *last_names: str) -> list[int]:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "UPDATE contacts SET deleted_at = now() WHERE last_name = ANY(%s) RETURNING id",
+            (list(last_names),),
+        ).fetchall()
+    return sorted(row[0] for row in rows)
+
+
+@pytest.fixture
+def three_people(db_url: str, write_csv) -> str:
+    from contactbook.contacts.importer import import_csv
+
+    import_csv(db_url, write_csv(PEOPLE))
+    return db_url
+
+
+def test_removed_contacts_are_listed_with_removed_true_like_live_ones(live_api, three_people):
+    url = live_api()
+    gone = remove(three_people, "Dijkstra", "Liskov")
+
+    removed = httpx.get(f"{url}/api/v1/contacts", params={"removed": "true", "limit": 1})
+    live = httpx.get(f"{url}/api/v1/contacts")
+
+    assert removed.status_code == 200 and removed.headers["X-Total-Count"] == "2"
+    assert [c["id"] for c in removed.json()] == gone[:1]
+    assert [c["last_name"] for c in live.json()] == ["Hopper"]
+    assert set(removed.json()[0]) == set(live.json()[0])
+
+
+def test_removed_listing_reads_the_same_columns_as_the_live_one(conn, three_people):
+    from contactbook.contacts import removed, repository
+
+    (live,) = [c for c in repository.list_contacts(conn, limit=10, offset=0) if c["id"] == 1]
+    remove(three_people, "Hopper")
+    (gone,) = removed.list_removed_contacts(conn, limit=10, offset=0)
+
+    assert gone == live  # every column, not only the API's: a new one must be added to both
+
+
+def test_undelete_brings_back_removed_contacts_by_id_or_all(live_api, three_people):
+    url = live_api(contactbook_admin_token=ADMIN_TOKEN)
+    gone = remove(three_people, "Dijkstra", "Liskov")
+
+    one = httpx.post(f"{url}/api/v1/contacts/undelete", json={"ids": [gone[0], 999]},
+                     headers=admin_headers())  # fmt: skip
+    neither = httpx.post(f"{url}/api/v1/contacts/undelete", json={}, headers=admin_headers())
+    rest = httpx.post(f"{url}/api/v1/contacts/undelete", json={"all": True},
+                      headers=admin_headers())  # fmt: skip
+
+    assert one.status_code == 200 and one.json() == {"undeleted": [gone[0]]}
+    assert neither.status_code == 422 and "ids" in neither.json()["detail"]
+    assert rest.json() == {"undeleted": [gone[1]]}
+    assert httpx.get(f"{url}/api/v1/contacts").headers["X-Total-Count"] == "3"
+
+
+@pytest.fixture
+def private_redis_url(tmp_path) -> str:
+    """A Redis no worker consumes: what the API queues stays there to be read."""
+    from contactbook.embedded import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp_path / "redis")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+def test_the_sync_trigger_passes_dry_run_and_allow_removals_to_the_task(
+    live_api, private_redis_url, db_url, tmp_path
+):
+    from contactbook.config import Settings
+
+    url = live_api(redis_url=private_redis_url, contactbook_admin_token=ADMIN_TOKEN)
+    response = httpx.post(
+        f"{url}/api/v1/sync",
+        params={"full": "true", "dry_run": "true", "allow_removals": "true"},
+        headers=admin_headers(),
+    )
+    assert response.status_code == 202
+
+    reader = tasks.create_celery_app(
+        Settings(_env_file=None, database_url=db_url, redis_url=private_redis_url)
+    )
+    queued = {}
+    with reader.connection_for_read() as connection:
+        queue = connection.SimpleQueue(tasks.QUEUE)
+        while tasks.SYNC_TASK not in queued:  # the start-up import is queued too
+            message = queue.get(timeout=10)
+            queued[message.headers["task"]] = message.payload[1]  # (args, kwargs, embed)
+            message.ack()
+        queue.close()
+    reader.close()
+    assert queued[tasks.SYNC_TASK] == {"full": True, "dry_run": True, "allow_removals": True}
+
+
+def test_the_sync_task_runs_a_dry_run_and_allows_removals(make_settings, conn, sim):
+    from nimble_fixtures import API_KEY, people
+
+    sim.reset(people(10))
+    settings = make_settings(nimble_api_url=sim.url, nimble_api_key=API_KEY)
+    tasks.run_sync_task(settings, full=True)
+    for i in range(1, 10):
+        sim.state.delete_contact(f"p{i:05d}")
+
+    dry = tasks.run_sync_task(settings, full=True, dry_run=True, allow_removals=True)
+    live = conn.execute("SELECT count(*) AS n FROM contacts WHERE deleted_at IS NULL").fetchone()
+    real = tasks.run_sync_task(settings, full=True, allow_removals=True)
+
+    assert (dry["status"], dry["dry_run"], dry["removed"]) == ("succeeded", True, 9)
+    assert live["n"] == 10  # the dry run wrote nothing
+    assert (real["dry_run"], real["removed"]) == (False, 9)

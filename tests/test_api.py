@@ -142,3 +142,78 @@ def test_the_initial_import_fills_an_empty_database(live_api, conn, write_csv):
             break
         time.sleep(0.05)
     assert conn.execute("SELECT count(*) AS n FROM contacts").fetchone()["n"] == 3
+
+
+# --------------------------------------------------------------------------- docs offline
+
+
+def test_docs_load_every_asset_from_this_server(api):
+    from html.parser import HTMLParser
+    from urllib.parse import urlsplit
+
+    class Assets(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.urls: list[str] = []
+
+        def handle_starttag(self, tag, attrs) -> None:
+            self.urls += [value for name, value in attrs if name in ("src", "href") and value]
+
+    page = api.get("/docs")
+    assert page.status_code == 200
+    parser = Assets()
+    parser.feed(page.text)
+
+    assert len(parser.urls) >= 3  # script, stylesheet, icon
+    for url in parser.urls:
+        parts = urlsplit(url)
+        assert not parts.scheme and not parts.netloc and url.startswith("/"), url
+        asset = api.get(url)
+        assert asset.status_code == 200, url
+        assert len(asset.content) > 100, url
+    assert "http://" not in page.text and "https://" not in page.text  # no host named at all
+    assert '"validatorUrl": null' in page.text  # no badge from validator.swagger.io
+    assert api.get("/openapi.json").json()["info"]["title"] == "Contact Book"
+
+
+def test_docs_serve_only_swagger_ui_s_own_files(api):
+    assert (
+        api.get("/docs/static/swagger-ui-bundle.js")
+        .headers["content-type"]
+        .startswith("text/javascript")
+    )
+    for name in ("index.html", "..%2F__init__.py", "swagger-ui.js.map"):
+        assert api.get(f"/docs/static/{name}").status_code == 404, name
+    assert api.get("/redoc").status_code == 404  # ReDoc would load from a CDN
+
+
+# --------------------------------------------------------------------------- one error tree
+
+
+def test_every_error_of_the_tree_knows_its_status_and_exit_code():
+    from contactbook import errors, tasks
+    from contactbook.backup import BackupError, UnusableBackup
+    from contactbook.embedded import EmbeddedServerError
+    from contactbook.nimble.errors import NimbleAuthError
+    from contactbook.nimble.sync import SyncAlreadyRunning, SyncError, TooManyRemovals
+    from contactbook.preflight import AlreadyServing, PortInUse
+
+    expected = {
+        errors.UnusableInput: (422, 2),
+        errors.InvalidSetting: (500, 2),
+        errors.DatabaseUnavailable: (503, 1),
+        errors.DatabaseNotMigrated: (503, 1),
+        tasks.BrokerUnavailable: (503, 1),
+        NimbleAuthError: (502, 1),
+        SyncError: (500, 1),
+        TooManyRemovals: (500, 1),
+        SyncAlreadyRunning: (409, 1),
+        BackupError: (500, 1),
+        UnusableBackup: (422, 2),
+        EmbeddedServerError: (500, 1),
+        PortInUse: (500, 1),
+        AlreadyServing: (500, 1),
+    }
+    for error, (status, exit_code) in expected.items():
+        assert issubclass(error, errors.ContactBookError), error
+        assert (error.status_code, error.exit_code) == (status, exit_code), error

@@ -147,15 +147,20 @@ def test_the_password_travels_in_the_environment_never_on_the_command_line(
     source, password = with_password(db_url)
     target, target_password = with_password(empty_database)
     calls: list[tuple[list[str], dict | None]] = []
-    real_run = subprocess.run
+    real_run, real_popen = subprocess.run, subprocess.Popen
 
-    def spy(command, *args, **kwargs):
+    def spy_run(command, *args, **kwargs):
         calls.append((list(command), kwargs.get("env")))
         return real_run(command, *args, **kwargs)
 
-    monkeypatch.setattr(backup.subprocess, "run", spy)
+    def spy_popen(command, *args, **kwargs):
+        calls.append((list(command), kwargs.get("env")))
+        return real_popen(command, *args, **kwargs)
+
+    monkeypatch.setattr(backup.subprocess, "run", spy_run)
+    monkeypatch.setattr(backup.subprocess, "Popen", spy_popen)
     caplog.set_level(logging.DEBUG, logger="contactbook.backup")
-    restore_database(target, backup_database(source, tmp_path))
+    restore_database(target, backup_database(source, tmp_path, progress=lambda *_: None))
 
     work = [(argv, env) for argv, env in calls if "--version" not in argv and "--list" not in argv]
     assert [Path(argv[0]).name for argv, _ in work] == ["pg_dump", "pg_restore"]
@@ -206,3 +211,46 @@ def test_backup_and_restore_commands(
     refused = run_cli("restore", str(tmp_path / "notes.sql"), "--yes")
     assert refused.returncode != 0
     assert "not a pg_dump custom-format archive" in refused.stderr
+
+
+def test_backup_and_restore_report_their_progress(
+    contacts_db: str, empty_database: str, tmp_path: Path
+) -> None:
+    dumped: list[tuple[int, int | None, str]] = []
+    restored: list[tuple[int, int | None, str]] = []
+
+    path = backup_database(contacts_db, tmp_path, progress=lambda *p: dumped.append(p))
+    restore_database(empty_database, path, progress=lambda *p: restored.append(p))
+
+    size = path.stat().st_size
+    assert dumped[-1] == (size, size, "written")
+    assert all(done <= size for done, _, _ in dumped)
+    entries = restored[-1][1]
+    assert entries and entries >= 4  # tables, indexes, functions... of the archive
+    assert restored[-1] == (entries, entries, "restored")
+    assert [done for done, _, _ in restored] == sorted(done for done, _, _ in restored)
+    assert dump_contacts(empty_database) == dump_contacts(contacts_db)
+
+
+def test_backup_and_restore_show_nothing_but_the_result_on_a_pipe(
+    contacts_db: str, empty_database: str, cli, tmp_path: Path
+) -> None:
+    made = cli("backup", "--to", str(tmp_path / "dumps"))
+    dump = Path(made.stdout.strip())
+    back = cli("restore", str(dump), "--yes", env={"DATABASE_URL": empty_database})
+
+    assert made.exit_code == 0 and dump.exists(), made.output
+    assert made.stdout == f"{dump}\n"
+    assert made.stderr.splitlines()[1:] == []  # the database line only
+    assert back.exit_code == 0, back.output
+    assert back.stderr.splitlines()[1:] == []
+
+
+def test_restoring_a_file_that_is_not_a_backup_exits_2(cli, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.sql"
+    notes.write_text("select 1;\n")
+
+    result = cli("restore", str(notes), "--yes")
+
+    assert result.exit_code == 2
+    assert "not a pg_dump custom-format archive" in result.stderr

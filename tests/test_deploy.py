@@ -658,3 +658,58 @@ def test_everything_the_dockerfile_copies_is_in_the_build_context() -> None:
         for source in sources:
             assert (ROOT / source).exists(), f"COPY {source}: missing"
             assert source.rstrip("/") in allowed, f"COPY {source}: excluded by .dockerignore"
+
+
+# --- the documentation matches the code (issue 16, point 12; issue 15, point 6) ---------------
+
+README = ROOT / "README.md"
+
+
+def test_compose_logs_json_even_when_a_container_gets_a_terminal(services: dict) -> None:
+    for name in APP_SERVICES:
+        assert services[name]["environment"]["LOG_FORMAT"] == "json", name
+
+
+def test_nimble_api_url_defaults_to_the_documented_api_key_host() -> None:
+    assert Settings(_env_file=None).nimble_api_url == "https://app.nimble.com"
+    assert "# NIMBLE_API_URL=https://app.nimble.com" in (ROOT / ".env.example").read_text()
+    assert "| `NIMBLE_API_URL` |" in README.read_text()
+    readme_row = next(
+        line for line in README.read_text().splitlines() if line.startswith("| `NIMBLE_API_URL`")
+    )
+    assert "`https://app.nimble.com`" in readme_row and "api.nimble.com" not in readme_row
+
+
+def test_readme_lists_every_setting() -> None:
+    text = README.read_text(encoding="utf-8")
+    missing = {name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in text}
+    assert not missing, f"README lacks {sorted(missing)}"
+
+
+def test_readme_names_every_command_and_endpoint() -> None:
+    from contactbook.api.app import create_app
+    from contactbook.cli import app as cli_app
+
+    text = README.read_text(encoding="utf-8")
+    for command in cli_app.registered_commands:
+        name = command.name or command.callback.__name__
+        assert f"`contactbook {name}" in text, name
+    api = create_app(Settings(_env_file=None, database_url="postgresql://unused/x"))
+    documented = re.sub(r"\{[^}]+\}", "{}", text)  # /contacts/{id} documents {contact_id}
+    for route in api.routes:
+        if getattr(route, "include_in_schema", False):
+            assert re.sub(r"\{[^}]+\}", "{}", route.path) in documented, route.path
+
+
+def test_readme_describes_healthcheck_roles_highlight_and_restore_as_the_code_does() -> None:
+    from contactbook.contacts.schemas import Highlight
+    from contactbook.healthcheck import ROLES
+
+    text = README.read_text(encoding="utf-8")
+    escaped = "\\|".join(ROLES)  # a | inside a Markdown table cell
+    assert f"`contactbook healthcheck [{'|'.join(ROLES)}]`" in text
+    assert f"`contactbook healthcheck [{escaped}]`" in text
+    keys = ", ".join(f'"{field}"' for field in Highlight.model_fields)
+    assert f"`highlight`, an object `{{{keys}}}`" in text
+    assert "`contactbook restore FILE [--yes]`" in text
+    assert "./.contactbook" not in text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import subprocess
 import sys
 import textwrap
@@ -283,3 +284,47 @@ def test_lines_logged_inside_a_task_carry_its_id(log_lines) -> None:
     after = next(line for line in log_lines() if line["message"] == "outside the task")
     assert working["task_id"] == "task-42"
     assert after["task_id"] is None
+
+
+# --------------------------------------------------------------------------- LOG_FORMAT
+
+
+def test_log_format_is_text_on_a_terminal_json_elsewhere_unless_set():
+    import os
+    import pty
+
+    from contactbook.logging import choose_log_format
+
+    primary, secondary = pty.openpty()
+    try:
+        with os.fdopen(secondary, "w", closefd=False) as terminal:
+            assert choose_log_format(None, terminal) == "text"
+            assert choose_log_format("json", terminal) == "json"
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert choose_log_format(None, io.StringIO()) == "json"
+    assert choose_log_format("text", io.StringIO()) == "text"
+
+
+def test_text_lines_are_for_people_and_mask_secrets_too():
+    from contactbook.logging import TextLineFormatter
+
+    record = logging.LogRecord(
+        "contactbook.cli", logging.INFO, __file__, 1, "key is %s", ("sk-live-123456",), None
+    )
+
+    line = TextLineFormatter(secrets=["sk-live-123456"]).format(record)
+    plain = TextLineFormatter(secrets=["sk-live-123456"], timestamps=False).format(record)
+
+    assert re.fullmatch(r"\d\d:\d\d:\d\d INFO    key is \*\*\*", line), line
+    assert plain == "info: key is ***"
+
+
+def test_log_format_is_a_setting(monkeypatch):
+    from contactbook.config import Settings
+
+    monkeypatch.setenv("LOG_FORMAT", "JSON")
+    assert Settings(_env_file=None).log_format == "json"
+    monkeypatch.setenv("LOG_FORMAT", "")
+    assert Settings(_env_file=None).log_format is None

@@ -405,3 +405,18 @@ def test_simulator_runs_as_a_command_with_a_data_file(tmp_path, monkeypatch) -> 
         process.terminate()
         process.wait(timeout=10)
         process.stdout.close()
+
+
+def test_an_unreachable_or_wrong_nimble_api_url_is_named_in_the_error(sim: Simulator) -> None:
+    from support import free_port
+
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    unreachable_client = NimbleClient(nowhere, API_KEY, retry=FAST_RETRY, timeout=5.0)
+    with unreachable_client, pytest.raises(NimbleUnavailable) as unreachable:
+        read_all(unreachable_client)
+    wrong_client = NimbleClient(f"{sim.url}/not-the-api", API_KEY, retry=FAST_RETRY)
+    with wrong_client, pytest.raises(NimbleProtocolError) as wrong:
+        read_all(wrong_client)
+
+    assert f"Check NIMBLE_API_URL ({nowhere})" in str(unreachable.value)
+    assert "HTTP 404" in str(wrong.value) and "NIMBLE_API_URL" in str(wrong.value)

@@ -506,3 +506,15 @@ def test_screenshots_of_results_on_a_desktop_and_a_phone(
         assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
         context.close()
         assert (OUTPUT / name).stat().st_size > 10_000
+
+
+def test_the_api_docs_render_with_nothing_from_another_host(site: Site, tab: Tab) -> None:
+    page = tab.page
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+
+    page.goto(f"{site.url}/docs")
+
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("Contact Book")
+    expect(page.locator(".opblock-summary-path", has_text="/api/v1/search").first).to_be_visible()
+    assert requested and all(url.startswith(site.url + "/") for url in requested), requested

@@ -203,3 +203,149 @@ def test_worker_concurrency_defaults_to_two(run_cli):
     help_text = run_cli("worker", "--help").stdout
 
     assert re.search(r"--concurrency.*?\[default: (\d+)\]", help_text, re.S).group(1) == "2"
+
+
+# --------------------------------------------------------------------------- issue 16
+
+
+def serve_env(cli_env: dict[str, str], home: Path, **extra: str) -> dict[str, str]:
+    """`serve` on its own embedded servers under `home` (no DATABASE_URL / REDIS_URL)."""
+    env = {k: v for k, v in cli_env.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    return {**env, "CONTACTBOOK_HOME": str(home), **extra}
+
+
+def run_contactbook(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [CONTACTBOOK, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=90
+    )
+
+
+@pytest.mark.parametrize("command", ["serve", "api"])
+def test_a_taken_port_is_an_error_naming_it_before_anything_starts(cli_env, tmp_path, command):
+    import socket
+
+    home = tmp_path / "home"
+    env = (
+        serve_env(cli_env, home)
+        if command == "serve"
+        else {**cli_env, "CONTACTBOOK_HOME": str(home)}
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_contactbook([command, "--port", str(port)], env, tmp_path)
+
+    assert result.returncode == 1
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
+    assert f"`contactbook {command} --port {port + 1}`" in result.stderr
+    assert "running on" not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (home / "postgres").exists()  # nothing was started
+
+
+def test_a_second_serve_on_the_same_data_folder_refuses(cli_env, tmp_path):
+    import os
+
+    from contactbook.preflight import serve_lock
+
+    home = tmp_path / "home"
+    with serve_lock(home):  # what a running `serve` holds
+        result = run_contactbook(["serve", "--port", str(free_port())], serve_env(cli_env, home),
+                                 tmp_path)  # fmt: skip
+
+    assert result.returncode == 1
+    assert f"another `contactbook serve` (pid {os.getpid()}) is already running" in result.stderr
+    assert str(home) in result.stderr and "CONTACTBOOK_HOME" in result.stderr
+    assert not (home / "postgres").exists()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("DATABASE_URL", "postgresql://app:pw-never-shown@127.0.0.1:{port}/crm"),
+     ("REDIS_URL", "redis://:pw-never-shown@127.0.0.1:{port}/0")],
+)  # fmt: skip
+def test_serve_with_an_unreachable_server_says_which_setting_to_check(
+    cli_env, tmp_path, variable, value
+):
+    env = serve_env(cli_env, tmp_path / "home", **{variable: value.format(port=free_port())})
+
+    result = run_contactbook(["serve", "--port", str(free_port())], env, tmp_path)
+
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"Check {variable}" in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert "pw-never-shown" not in result.stdout + result.stderr
+
+
+def test_make_run_takes_the_port():
+    from conftest import REPO
+
+    result = subprocess.run(
+        ["make", "-n", "run", "PORT=8001"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "contactbook serve --port 8001" in result.stdout
+
+
+def test_serve_on_a_terminal_prints_a_summary_then_readable_lines(cli_env, tmp_path):
+    import os
+    import pty
+    import threading
+
+    from conftest import REPO
+
+    home = tmp_path / "home"
+    port = free_port()
+    env = serve_env(cli_env, home, CONTACTBOOK_CSV=str(REPO / "tests" / "data" / "empty.csv"))
+    primary, secondary = pty.openpty()
+    serve = subprocess.Popen(
+        [CONTACTBOOK, "serve", "--port", str(port)],
+        env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=secondary, stderr=secondary,
+    )  # fmt: skip
+    os.close(secondary)
+    screen = bytearray()
+
+    def read_screen() -> None:
+        while True:
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:  # the other end closed: serve exited
+                return
+            if not chunk:
+                return
+            screen.extend(chunk)
+
+    reader = threading.Thread(target=read_screen, daemon=True)
+    reader.start()
+
+    def text() -> str:
+        plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode("utf-8", "replace"))
+        return plain.replace("\r\n", "\n")
+
+    try:
+        wait_until(lambda: "is running on" in text(), timeout=120, what="serve to start")
+        # A second serve on the same data folder refuses, and names the first.
+        second = run_contactbook(["serve", "--port", str(free_port())], env, tmp_path)
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=60) == 0
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
+        reader.join(timeout=10)
+        os.close(primary)
+
+    shown = text()
+    summary = shown.index("Contact Book is starting")
+    first_log_line = re.search(r"^\d\d:\d\d:\d\d (INFO|WARNING) ", shown, re.MULTILINE)
+    assert first_log_line and summary < first_log_line.start(), shown
+    head = shown[summary : first_log_line.start()]
+    assert f"http://127.0.0.1:{port}" in head and f"{home}" in head
+    assert f"{home / 'logs'}" in head and "Ctrl-C" in head
+    assert re.search(r"^\d\d:\d\d:\d\d INFO +started api \(pid \d+\)", shown, re.MULTILINE)
+    assert not [line for line in shown.splitlines() if line.lstrip().startswith("{")], shown
+    assert second.returncode == 1
+    assert f"(pid {serve.pid}) is already running" in second.stderr

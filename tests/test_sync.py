@@ -15,6 +15,7 @@ from nimble_fixtures import API_KEY, Simulator, people
 from contactbook.nimble import sync
 from contactbook.nimble.simulator import FaultPlan, person_resource
 from contactbook.nimble.sync import (
+    RunOptions,
     SyncAlreadyRunning,
     SyncError,
     SyncSkipped,
@@ -180,7 +181,9 @@ def test_deletions_are_applied_on_full_runs_only(conn, sim: Simulator) -> None:
     assert incremental.mode == "incremental" and incremental.removed == 0
     assert contacts_by_nimble_id(conn)["p00002"]["deleted_at"] is None
 
-    full = run(conn, sim, full=True)
+    # One person of four is more than SYNC_MAX_REMOVALS_PERCENT: the removal is confirmed.
+    allowed = RunOptions(allow_removals=True)
+    full = run(conn, sim, full=True, options=allowed)
     assert (full.removed, full.unchanged) == (1, 3)
     gone = contacts_by_nimble_id(conn)["p00002"]
     assert gone["deleted_at"] is not None and gone["first_name"] == "First2"
@@ -483,3 +486,164 @@ def test_run_sync_without_a_database_fails_with_a_message(make_settings, sim: Si
     with pytest.raises(SyncError, match="cannot connect to the database"):
         run_sync(settings, full=True)
     assert sim.page_requests() == []  # nothing was read either
+
+
+# -- removals are guarded; dry runs write nothing (issue 16, point 4) --------------------
+
+
+def shrink_remote(sim: Simulator, keep: int, of: int) -> None:
+    for i in range(keep, of):
+        sim.state.delete_contact(f"p{i:05d}")
+
+
+def test_a_full_sync_removing_most_contacts_fails_unchanged_and_is_recorded(
+    conn, sim: Simulator
+) -> None:
+    sim.reset(people(20))
+    add_csv_contact(conn, "csv.only@example.com")
+    run(conn, sim)
+    before = dump(conn)
+    shrink_remote(sim, keep=2, of=20)  # the remote suddenly lists a tenth of its people
+
+    with pytest.raises(sync.TooManyRemovals) as refused:
+        run(conn, sim, full=True)
+
+    assert dump(conn) == before
+    message = str(refused.value)
+    assert "remove 18 of the 20 contacts linked to Nimble (90%)" in message
+    assert "SYNC_MAX_REMOVALS_PERCENT (10%)" in message
+    assert "contactbook sync --full --allow-removals" in message
+    record = runs(conn)[-1]
+    assert (record["status"], record["mode"]) == ("failed", "full")
+    assert (record["fetched"], record["removed"], record["unchanged"]) == (2, 18, 2)
+    assert "--allow-removals" in record["error"]
+
+
+def test_allow_removals_lets_a_large_removal_through(conn, sim: Simulator) -> None:
+    sim.reset(people(20))
+    run(conn, sim)
+    shrink_remote(sim, keep=2, of=20)
+
+    summary = run(conn, sim, full=True, options=sync.RunOptions(allow_removals=True))
+
+    assert (summary.removed, summary.unchanged) == (18, 2)
+    live = conn.execute("SELECT count(*) AS n FROM contacts WHERE deleted_at IS NULL").fetchone()
+    assert live["n"] == 2
+
+
+def test_removals_within_the_limit_need_no_confirmation(conn, sim: Simulator) -> None:
+    sim.reset(people(20))
+    run(conn, sim)
+    shrink_remote(sim, keep=18, of=20)  # 10%: not more than the limit
+
+    assert run(conn, sim, full=True).removed == 2
+
+
+def test_the_limit_is_sync_max_removals_percent(conn, make_settings, sim: Simulator) -> None:
+    sim.reset(people(10))
+    settings = make_settings(nimble_api_url=sim.url, nimble_api_key=API_KEY)
+    run_sync(settings, full=True)
+    shrink_remote(sim, keep=6, of=10)  # 40%
+
+    with pytest.raises(sync.TooManyRemovals, match=r"\(25%\)"):
+        run_sync(make_settings(nimble_api_url=sim.url, nimble_api_key=API_KEY,
+                               sync_max_removals_percent=25), full=True)  # fmt: skip
+    summary = run_sync(
+        make_settings(nimble_api_url=sim.url, nimble_api_key=API_KEY, sync_max_removals_percent=50),
+        full=True,
+    )
+    assert summary.removed == 4
+
+
+def test_a_dry_run_reports_what_the_run_would_do_and_writes_nothing(
+    conn, sim: Simulator, pending_changes: list
+) -> None:
+    recorded = runs(conn)
+
+    dry = run(conn, sim, full=True, options=sync.RunOptions(dry_run=True))
+
+    assert dump(conn) == pending_changes
+    assert runs(conn) == recorded  # not even a sync_runs row
+    assert dry.dry_run and dry.run_id is None
+    real = run(conn, sim, full=True)
+    figures = ("fetched", "inserted", "linked", "updated", "removed", "unchanged")
+    assert [getattr(dry, f) for f in figures] == [getattr(real, f) for f in figures]
+    assert (real.updated, real.removed, real.linked) == (24, 1, 1)
+
+
+def test_a_dry_run_refuses_what_the_run_would_refuse(conn, sim: Simulator) -> None:
+    sim.reset(people(10))
+    run(conn, sim)
+    recorded = runs(conn)
+    shrink_remote(sim, keep=1, of=10)
+
+    with pytest.raises(sync.TooManyRemovals):
+        run(conn, sim, full=True, options=sync.RunOptions(dry_run=True))
+    allowed = run(conn, sim, full=True, options=sync.RunOptions(dry_run=True, allow_removals=True))
+
+    assert allowed.removed == 9
+    assert runs(conn) == recorded
+    live = conn.execute("SELECT count(*) AS n FROM contacts WHERE deleted_at IS NULL").fetchone()
+    assert live["n"] == 10
+
+
+def test_progress_counts_the_pages_read_out_of_the_total(conn, sim: Simulator) -> None:
+    sim.reset(people(25))
+    seen: list[tuple[int, int]] = []
+
+    run(conn, sim, per_page=10, options=sync.RunOptions(progress=lambda *p: seen.append(p)))
+
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_the_sync_command_dry_run_prints_the_figures_and_writes_nothing(
+    cli, conn, sim: Simulator
+) -> None:
+    sim.reset(people(5))
+    env = {"NIMBLE_API_URL": sim.url, "NIMBLE_API_KEY": API_KEY}
+
+    result = cli("sync", "--full", "--dry-run", env=env)
+
+    assert result.exit_code == 0, result.output
+    assert "dry run: nothing was written" in result.stdout
+    assert "inserted" in result.stdout and "5" in result.stdout
+    assert dump(conn) == [] and runs(conn) == []
+
+
+def test_the_sync_command_refuses_a_mass_removal_once_and_says_how_to_go_on(
+    cli, conn, sim: Simulator
+) -> None:
+    sim.reset(people(20))
+    env = {"NIMBLE_API_URL": sim.url, "NIMBLE_API_KEY": API_KEY}
+    assert cli("sync", "--full", env=env).exit_code == 0
+    shrink_remote(sim, keep=2, of=20)
+
+    refused = cli("sync", "--full", env=env)
+    allowed = cli("sync", "--full", "--allow-removals", env=env)
+
+    assert refused.exit_code == 1
+    assert refused.stderr.count("contactbook sync --full --allow-removals") == 1
+    assert allowed.exit_code == 0, allowed.output
+    assert [r["status"] for r in runs(conn)] == ["succeeded", "failed", "succeeded"]
+    assert runs(conn)[-1]["removed"] == 18
+
+
+def test_the_sync_command_shows_pages_on_a_terminal_and_nothing_on_a_pipe(
+    cli, sim: Simulator, monkeypatch
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    from contactbook import cli as cli_module
+
+    sim.reset(people(25))
+    env = {"NIMBLE_API_URL": sim.url, "NIMBLE_API_KEY": API_KEY, "NIMBLE_PER_PAGE": "10"}
+    piped = cli("sync", "--full", env=env)
+    screen = io.StringIO()
+    monkeypatch.setattr(cli_module, "err", Console(file=screen, force_terminal=True, width=100))
+    on_terminal = cli("sync", "--full", env=env)
+
+    assert piped.exit_code == on_terminal.exit_code == 0
+    assert piped.stderr.splitlines()[1:] == []  # the database line, and nothing else
+    assert "3/3" in screen.getvalue() and "pages" in screen.getvalue()

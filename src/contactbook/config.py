@@ -5,12 +5,25 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+import platformdirs
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from contactbook.errors import InvalidSetting
+
 SAMPLE_CSV = Path(__file__).parent / "contacts" / "sample_contacts.csv"
+#: Nimble's support article "Generate an API key to access the Nimble API": requests made
+#: with an API key go to app.nimble.com (api.nimble.com is not the API-key host).
+NIMBLE_API_URL = "https://app.nimble.com"
+
+
+def default_home() -> Path:
+    """CONTACTBOOK_HOME when unset: the per-user data folder (`~/.local/share/contactbook`
+    on Linux, XDG_DATA_HOME respected), the same whatever the current directory, so every
+    command finds the one embedded database `serve` uses."""
+    return platformdirs.user_data_path("contactbook", appauthor=False)
 
 
 class Settings(BaseSettings):
@@ -23,13 +36,16 @@ class Settings(BaseSettings):
     celery_broker_url: str | None = None
     celery_result_backend: str | None = None
 
-    nimble_api_url: str = "https://api.nimble.com"
+    nimble_api_url: str = NIMBLE_API_URL
     nimble_api_key: SecretStr | None = None
     nimble_per_page: int = Field(default=100, ge=1, le=1000)
     nimble_concurrency: int = Field(default=4, ge=1, le=32)
     sync_schedule: str = "0 0 * * *"
+    # A full sync that would remove more than this share of the live Nimble-linked
+    # contacts fails unchanged unless run with --allow-removals.
+    sync_max_removals_percent: float = Field(default=10.0, ge=0, le=100)
 
-    contactbook_home: Path = Path(".contactbook")
+    contactbook_home: Path = Field(default_factory=default_home)
     contactbook_csv: Path | None = None
     contactbook_admin_token: SecretStr | None = None
     contactbook_api_tokens: SecretStr | None = None
@@ -39,6 +55,8 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = []
 
     log_level: str = "INFO"
+    # json or text; unset: text on a terminal, JSON otherwise (files, pipes, containers).
+    log_format: Literal["json", "text"] | None = None
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_pool_timeout: float = Field(default=5.0, gt=0)
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
@@ -51,6 +69,20 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():
             return None
+        return value
+
+    @field_validator("contactbook_home", mode="before")
+    @classmethod
+    def _blank_home_is_default(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return default_home()
+        return value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format_name(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip().lower() or None
         return value
 
     @field_validator("cors_origins", mode="before")
@@ -84,8 +116,18 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
-    """The process's settings, read once."""
-    return Settings()
+    """The process's settings, read once. A variable that does not parse raises
+    InvalidSetting naming it (never its value: it may be a secret)."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            name = str(item["loc"][0]).upper() if item.get("loc") else "a setting"
+            problems.append(f"{name}: {item['msg']}")
+        raise InvalidSetting(
+            "invalid configuration (environment or .env): " + "; ".join(problems)
+        ) from None
 
 
 def export_service_urls(database_url: str, redis_url: str | None) -> Settings:

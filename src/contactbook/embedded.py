@@ -25,13 +25,14 @@ import psycopg
 import redis
 
 from contactbook.config import Settings
+from contactbook.errors import ContactBookError
 
 DATABASE_NAME = "contactbook"
 # A unix socket path must fit in sockaddr_un (108 bytes on Linux, with the NUL).
 _MAX_SOCKET_PATH = 100
 
 
-class EmbeddedServerError(RuntimeError):
+class EmbeddedServerError(ContactBookError):
     """An embedded server could not be started; the message says where its log is."""
 
 
@@ -171,6 +172,8 @@ class EmbeddedRedis:
 class ServiceUrls:
     database_url: str
     redis_url: str | None
+    #: The embedded PostgreSQL's data folder; None when DATABASE_URL names a server.
+    embedded_database: Path | None = None
 
 
 @contextlib.contextmanager
@@ -183,18 +186,22 @@ def embedded_services(settings: Settings, *, redis_needed: bool = True) -> Itera
     started: list[EmbeddedPostgres | EmbeddedRedis] = []
     try:
         database_url = settings.database_url
+        embedded_database = None
         if database_url is None:
             postgres = EmbeddedPostgres(home / "postgres")
             if not postgres.is_running():
                 started.append(postgres)
             database_url = postgres.start()
+            embedded_database = postgres.data_dir
         redis_url = settings.redis_url
         if redis_url is None and redis_needed:
             embedded_redis = EmbeddedRedis(home / "redis")
             if not embedded_redis.is_running():
                 started.append(embedded_redis)
             redis_url = embedded_redis.start()
-        yield ServiceUrls(database_url=database_url, redis_url=redis_url)
+        yield ServiceUrls(
+            database_url=database_url, redis_url=redis_url, embedded_database=embedded_database
+        )
     finally:
         for server in reversed(started):
             server.stop()

@@ -1,4 +1,9 @@
-"""Logs as one JSON object per line on stderr, from every process (API, worker, beat, serve).
+"""Logs as one JSON object per line on stderr, from every process (API, worker, beat, serve);
+plain text lines instead for a person at a terminal.
+
+`LOG_FORMAT` chooses: `json` or `text`; unset, text when stderr is a terminal and JSON
+otherwise (a file, a pipe, a container), so compose, log collectors and `serve`'s child
+log files always get JSON (`choose_log_format`).
 
 Every line carries `time` (ISO-8601, UTC), `level`, `logger`, `message`, `process` (the role:
 api, worker, beat, serve, cli…), `pid`, `request_id` (HTTP requests) and `task_id` (Celery
@@ -44,6 +49,8 @@ __all__ = [
     "AccessLogMiddleware",
     "JsonLineFormatter",
     "RequestIdMiddleware",
+    "TextLineFormatter",
+    "choose_log_format",
     "configure_logging",
     "install_celery_logging",
     "redact_url",
@@ -102,13 +109,56 @@ class JsonLineFormatter(JsonFormatter):
         return line
 
 
+class TextLineFormatter(logging.Formatter):
+    """`14:02:07 INFO    started api (pid 4242)`: a line for a person, secrets replaced by
+    `***` like the JSON lines (tracebacks included)."""
+
+    def __init__(
+        self,
+        *,
+        process: str = "cli",
+        secrets: Iterable[str | None] = (),
+        timestamps: bool = True,
+    ) -> None:
+        # Without timestamps (a short CLI command): `warning: the message`.
+        pattern = "%(asctime)s %(levelname)-7s %(message)s" if timestamps else "%(message)s"
+        super().__init__(pattern, datefmt="%H:%M:%S")
+        self.process_role = process
+        self.timestamps = timestamps
+        self._secrets = _secret_forms(secrets)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        if not self.timestamps:
+            line = f"{record.levelname.lower()}: {line}"
+        for secret in self._secrets:
+            line = line.replace(secret, REDACTED)
+        return line
+
+
+LOG_FORMATS = {"json": JsonLineFormatter, "text": TextLineFormatter}
+
+
+def choose_log_format(configured: str | None, stream: Any = None) -> str:
+    """`LOG_FORMAT` when set; otherwise text for a terminal and JSON for anything else."""
+    if configured:
+        return configured
+    stream = stream if stream is not None else sys.stderr
+    try:
+        return "text" if stream.isatty() else "json"
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return "json"
+
+
 def configure_logging(
     level: str = "INFO",
     *,
     process: str,
     secrets: Iterable[str | None] = (),
+    fmt: str = "json",
 ) -> None:
-    """Send every logger's records, as JSON lines, to stderr; replaces earlier handlers.
+    """Send every logger's records to stderr, as JSON lines (or text lines with
+    `fmt="text"`); replaces earlier handlers.
 
     `level` is `LOG_LEVEL` (a name such as INFO or DEBUG); `process` the role shown in each
     line; `secrets` the values to mask (None and blanks are ignored). Safe to call again:
@@ -116,26 +166,32 @@ def configure_logging(
     """
     global _current
     secrets = tuple(secret for secret in secrets if secret)
-    logging.config.dictConfig(uvicorn_log_config(level, process=process, secrets=secrets))
+    logging.config.dictConfig(uvicorn_log_config(level, process=process, secrets=secrets, fmt=fmt))
     logging.captureWarnings(True)
-    _current = {"level": level, "process": process, "secrets": secrets}
+    _current = {"level": level, "process": process, "secrets": secrets, "fmt": fmt}
 
 
 def uvicorn_log_config(
-    level: str = "INFO", *, process: str = "api", secrets: Iterable[str | None] = ()
+    level: str = "INFO",
+    *,
+    process: str = "api",
+    secrets: Iterable[str | None] = (),
+    fmt: str = "json",
 ) -> dict[str, Any]:
-    """A `logging.config.dictConfig` mapping for the JSON lines.
+    """A `logging.config.dictConfig` mapping for the JSON (or text) lines.
 
     Pass it to `uvicorn.run(..., log_config=..., access_log=False)`: uvicorn applies it in
     every worker process it spawns, so `--workers N` logs exactly like one worker.
     """
     level = _level_name(level)
+    if fmt not in LOG_FORMATS:
+        raise ValueError(f"LOG_FORMAT must be json or text, not {fmt!r}")
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {
-            "json": {
-                "()": JsonLineFormatter,
+            "line": {
+                "()": LOG_FORMATS[fmt],
                 "process": process,
                 "secrets": [secret for secret in secrets if secret],
             }
@@ -143,7 +199,7 @@ def uvicorn_log_config(
         "handlers": {
             _HANDLER_NAME: {
                 "class": "logging.StreamHandler",
-                "formatter": "json",
+                "formatter": "line",
                 "stream": "ext://sys.stderr",
             }
         },
@@ -282,7 +338,12 @@ def _celery_setup_logging(**_: Any) -> None:
     from contactbook.config import get_settings
 
     settings = get_settings()
-    configure_logging(settings.log_level, process="celery", secrets=settings_secrets(settings))
+    configure_logging(
+        settings.log_level,
+        process="celery",
+        secrets=settings_secrets(settings),
+        fmt=choose_log_format(settings.log_format),
+    )
 
 
 def _silence_celery_shutdown_notice() -> None:

@@ -48,7 +48,7 @@ from kombu.exceptions import KombuError
 from kombu.exceptions import OperationalError as BrokerOperationalError
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from contactbook import db
+from contactbook import db, errors
 from contactbook.config import Settings, get_settings
 from contactbook.logging import install_celery_logging
 from contactbook.metrics import install_celery_metrics, record_search
@@ -80,7 +80,7 @@ class UploadMissing(RuntimeError):
     """An upload to import is not on this worker's disk (and was never imported)."""
 
 
-class BrokerUnavailable(RuntimeError):
+class BrokerUnavailable(errors.BrokerUnavailable):
     """The broker (or result backend) cannot be reached, or none is configured."""
 
 
@@ -306,9 +306,13 @@ def _register_tasks(app: ContactBookCelery) -> None:
         )
 
     @app.task(name=SYNC_TASK, bind=True, shared=False)
-    def sync_contacts(self, full: bool = False) -> dict:
+    def sync_contacts(
+        self, full: bool = False, dry_run: bool = False, allow_removals: bool = False
+    ) -> dict:
         """Sync from Nimble; skipped (not failed) without a key or while another sync runs."""
-        return run_sync_task(self.app.settings, full=full)
+        return run_sync_task(
+            self.app.settings, full=full, dry_run=dry_run, allow_removals=allow_removals
+        )
 
 
 def search_hits(
@@ -384,7 +388,9 @@ def _already_imported(database_url: str, source: str) -> bool:
         return conn.execute(SUCCEEDED_IMPORT, {"source": source}).fetchone()[0]
 
 
-def run_sync_task(settings: Settings, *, full: bool) -> dict:
+def run_sync_task(
+    settings: Settings, *, full: bool, dry_run: bool = False, allow_removals: bool = False
+) -> dict:
     """One sync run, or a skip with one clear log line saying why."""
     if settings.nimble_api_key is None:
         log.warning("sync skipped: NIMBLE_API_KEY is not set")
@@ -392,7 +398,7 @@ def run_sync_task(settings: Settings, *, full: bool) -> dict:
     from contactbook.nimble.sync import SyncAlreadyRunning, SyncSkipped, run_sync
 
     try:
-        summary = run_sync(settings, full=full)
+        summary = run_sync(settings, full=full, dry_run=dry_run, allow_removals=allow_removals)
     except SyncAlreadyRunning as error:
         log.warning("sync skipped: another sync is running (%s)", error)
         return {"status": "skipped", "reason": "another sync is running"}

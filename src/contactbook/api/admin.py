@@ -1,7 +1,8 @@
-"""Admin endpoints: trigger a sync, list sync runs, upload a CSV, follow a task.
+"""Admin endpoints: trigger a sync, list sync runs, upload a CSV, follow a task, bring
+back removed contacts.
 
 Every route needs `Authorization: Bearer <CONTACTBOOK_ADMIN_TOKEN>` (401 without a
-token, 403 with a wrong one or when no admin token is configured).
+token, 403 with a wrong one; 403 for every request when no admin token is configured).
 
 Uploads are streamed to `CONTACTBOOK_HOME/uploads/<random>.csv` as they arrive and
 refused with 413 as soon as they pass `MAX_UPLOAD_BYTES` (at once when Content-Length
@@ -27,6 +28,8 @@ from contactbook import tasks
 from contactbook.api.deps import Admin, Pool, SettingsDep
 from contactbook.api.v2 import CeleryDep, TaskAccepted
 from contactbook.config import Settings
+from contactbook.contacts import removed
+from contactbook.errors import UnusableInput
 
 router = APIRouter(prefix="/api/v1", dependencies=[Admin], tags=["admin"])
 
@@ -80,13 +83,26 @@ def trigger_sync(
     full: Annotated[
         bool, Query(description="Fetch every contact and remove those gone from Nimble.")
     ] = False,
+    dry_run: Annotated[
+        bool, Query(description="Work out what would change, write nothing (task result).")
+    ] = False,
+    allow_removals: Annotated[
+        bool,
+        Query(description="Let a full sync remove more than SYNC_MAX_REMOVALS_PERCENT."),
+    ] = False,
 ) -> TaskAccepted:
     """Queue a sync from Nimble now (incremental unless `full=true`).
 
-    A sync that finds another one running is skipped, never run alongside it.
+    A sync that finds another one running is skipped, never run alongside it. A full sync
+    that would remove more than `SYNC_MAX_REMOVALS_PERCENT` of the Nimble-linked contacts
+    fails unchanged (see `GET /api/v1/sync/runs`) unless `allow_removals=true`. Follow the
+    task with `GET /api/v1/tasks/{task_id}`.
     """
-    return TaskAccepted(task_id=tasks.submit(celery, tasks.SYNC_TASK, kind=tasks.KIND_SYNC,
-                                             full=full))  # fmt: skip
+    task_id = tasks.submit(
+        celery, tasks.SYNC_TASK, kind=tasks.KIND_SYNC,
+        full=full, dry_run=dry_run, allow_removals=allow_removals,
+    )  # fmt: skip
+    return TaskAccepted(task_id=task_id)
 
 
 @router.get("/sync/runs", response_model=list[SyncRun], responses=_ADMIN_RESPONSES)
@@ -97,6 +113,39 @@ def list_sync_runs(
     """Recent sync runs, newest first, with their figures and errors."""
     with pool.connection() as conn:
         return conn.execute(RECENT_SYNC_RUNS, {"limit": limit}).fetchall()
+
+
+class UndeleteRequest(BaseModel):
+    ids: list[int] | None = Field(
+        None, description="The removed contacts to bring back.", max_length=10_000
+    )
+    all: bool = Field(False, description="Bring back every removed contact.")
+
+
+class Undeleted(BaseModel):
+    undeleted: list[int] = Field(description="Ids brought back (removed contacts only).")
+
+
+@router.post(
+    "/contacts/undelete",
+    response_model=Undeleted,
+    responses={
+        **_ADMIN_RESPONSES,
+        400: {"description": "The body is not JSON."},
+        422: {"description": "Neither `ids` nor `all` given (or both)."},
+    },
+)
+def undelete_contacts(body: UndeleteRequest, pool: Pool) -> Undeleted:
+    """Bring back contacts a full sync removed (list them with
+    `GET /api/v1/contacts?removed=true`): `{"ids": [1, 2]}` or `{"all": true}`.
+
+    Ids that are not removed contacts are ignored. A contact Nimble still lacks is removed
+    again by the next full sync.
+    """
+    if body.all == (body.ids is not None):
+        raise UnusableInput('send {"ids": [...]} or {"all": true}, one of the two')
+    with pool.connection() as conn:
+        return Undeleted(undeleted=removed.undelete_contacts(conn, None if body.all else body.ids))
 
 
 @router.get(

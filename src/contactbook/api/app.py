@@ -15,12 +15,12 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
 from contactbook import __version__, db, tasks
-from contactbook.api import admin, health, page, v1, v2
+from contactbook.api import admin, docs, health, page, v1, v2
 from contactbook.asgi import AdmissionMiddleware
 from contactbook.config import Settings, get_settings
 from contactbook.contacts import repository
 from contactbook.contacts.importer import import_csv
-from contactbook.contacts.search import InvalidSearch
+from contactbook.errors import ContactBookError
 from contactbook.logging import AccessLogMiddleware, RequestIdMiddleware
 from contactbook.metrics import MetricsMiddleware
 
@@ -60,6 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by docs.router, without a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.pool = db.create_pool(
@@ -78,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(v2.router)
     app.include_router(admin.router)
     app.include_router(page.router)
+    app.include_router(docs.router)
     _install_error_handlers(app)
     _describe_validation_errors(app)
     if settings.cors_origins:  # off by default: browsers then allow only same-origin calls
@@ -162,9 +165,10 @@ def _describe_validation_errors(app: FastAPI) -> None:
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(InvalidSearch)
-    async def invalid_search(request: Request, error: InvalidSearch) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=422)
+    @app.exception_handler(ContactBookError)
+    async def contactbook_error(request: Request, error: ContactBookError) -> JSONResponse:
+        headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
+        return JSONResponse({"detail": str(error)}, status_code=error.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -66,18 +66,19 @@ async def require_admin(
     settings: Annotated[Settings, Depends(get_settings)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
-    """Admin endpoints need CONTACTBOOK_ADMIN_TOKEN; with none configured they are closed."""
-    if credentials is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "this endpoint needs 'Authorization: Bearer <CONTACTBOOK_ADMIN_TOKEN>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+    """Admin endpoints need CONTACTBOOK_ADMIN_TOKEN; with none configured they are closed
+    to every request (403, as the contract says), with or without a token."""
     admin = settings.contactbook_admin_token
     if admin is None:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             "admin endpoints are disabled: set CONTACTBOOK_ADMIN_TOKEN to enable them",
+        )
+    if credentials is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "this endpoint needs 'Authorization: Bearer <CONTACTBOOK_ADMIN_TOKEN>'",
+            headers={"WWW-Authenticate": "Bearer"},
         )
     if not _token_matches(credentials.credentials, [admin.get_secret_value()]):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this token is not the admin token")

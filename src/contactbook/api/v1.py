@@ -16,6 +16,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 
 from contactbook import metrics
 from contactbook.api.deps import Pool, Reader, ReadPool
+from contactbook.contacts import removed as removed_contacts
 from contactbook.contacts import repository
 from contactbook.contacts.schemas import Contact, SearchHit, Stats
 from contactbook.contacts.search import (
@@ -67,11 +68,25 @@ async def search(
     return json_response(page.contacts, headers={"X-Total-Count": str(page.total)})
 
 
+Removed = Annotated[
+    bool,
+    Query(
+        description="List the contacts a full sync removed (gone from Nimble) instead of the "
+        "live ones. `POST /api/v1/contacts/undelete` (admin) brings them back."
+    ),
+]
+
+
 @router.get("/contacts", response_model=list[Contact])
 def list_contacts(
-    pool: Pool, response: Response, limit: Limit = 20, offset: Offset = 0
+    pool: Pool, response: Response, limit: Limit = 20, offset: Offset = 0, removed: Removed = False
 ) -> list[dict]:
-    """Live contacts in id order. `X-Total-Count` gives how many there are."""
+    """Live contacts (or, with `removed=true`, removed ones) in id order. `X-Total-Count`
+    gives how many there are."""
+    if removed:
+        with pool.connection() as conn:
+            response.headers["X-Total-Count"] = str(removed_contacts.count_removed_contacts(conn))
+            return removed_contacts.list_removed_contacts(conn, limit=limit, offset=offset)
     with pool.connection() as conn:
         response.headers["X-Total-Count"] = str(repository.count_live_contacts(conn))
         return repository.list_contacts(conn, limit=limit, offset=offset)

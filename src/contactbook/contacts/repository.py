@@ -5,21 +5,27 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import psycopg
+from psycopg import sql
 
-GET_CONTACT = """
-SELECT id, nimble_id, first_name, last_name, email, description,
-       phones[1] AS phone, phones, title, company, location, tags
+#: A contact as the API shows it (`schemas.Contact`, in its field order): the one list of
+#: its columns, for every statement that reads contacts.
+CONTACT_COLUMNS = sql.SQL(
+    "id, nimble_id, first_name, last_name, email, description, "
+    "phones[1] AS phone, phones, title, company, location, tags"
+)
+
+GET_CONTACT = sql.SQL("""
+SELECT {columns}
 FROM contacts WHERE id = %(id)s AND deleted_at IS NULL
-"""
+""").format(columns=CONTACT_COLUMNS)
 
-LIST_CONTACTS = """
-SELECT id, nimble_id, first_name, last_name, email, description,
-       phones[1] AS phone, phones, title, company, location, tags
+LIST_CONTACTS = sql.SQL("""
+SELECT {columns}
 FROM contacts
 WHERE deleted_at IS NULL
 ORDER BY id
 LIMIT %(limit)s OFFSET %(offset)s
-"""
+""").format(columns=CONTACT_COLUMNS)
 
 COUNT_LIVE_CONTACTS = "SELECT count(*) AS n FROM contacts WHERE deleted_at IS NULL"
 
@@ -29,11 +35,10 @@ LAST_SUCCESSFUL_SYNC = """
 SELECT max(finished_at) AS finished_at FROM sync_runs WHERE status = 'succeeded'
 """
 
-EXPORT_CONTACTS = """
-SELECT id, nimble_id, first_name, last_name, email, description,
-       phones[1] AS phone, phones, title, company, location, tags
+EXPORT_CONTACTS = sql.SQL("""
+SELECT {columns}
 FROM contacts WHERE deleted_at IS NULL ORDER BY id
-"""
+""").format(columns=CONTACT_COLUMNS)
 
 
 def get_contact(conn: psycopg.Connection, contact_id: int) -> dict | None:

@@ -22,7 +22,10 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from contactbook.errors import UnusableInput
+
 MAX_TEXT_LENGTH = 200
+MAX_TAGS = 20
 MAX_LIMIT = 100
 MAX_OFFSET = 10_000
 #: Distinct words of a text that are searched for; the rest are ignored. Every word
@@ -35,7 +38,7 @@ FALLBACK_BELOW = 10
 BANDS = 10
 
 
-class InvalidSearch(ValueError):
+class InvalidSearch(UnusableInput, ValueError):
     """The search text or paging is unusable; the message says what to change."""
 
 
@@ -108,16 +111,29 @@ def prepare_search(
     """Check the input (InvalidSearch says what to change) and split it into words."""
     text = validate_search(text, limit, offset)
     words = parse_words(text)
+    tags = [_filter_value("tag", tag) for tag in tags or []]
+    if len(tags) > MAX_TAGS:
+        raise InvalidSearch(f"give at most {MAX_TAGS} tags, not {len(tags)}")
+    company = _filter_value("company", company) if company is not None else None
     return SearchRequest(
         text=words.text,
         words=words.positive,
         excluded=words.excluded,
         limit=limit,
         offset=offset,
-        tags=[tag.strip() for tag in tags or [] if tag.strip()],
-        company=company.strip() if company and company.strip() else None,
+        tags=[tag for tag in tags if tag],
+        company=company or None,
         phone=phone_digits(text),
     )
+
+
+def _filter_value(name: str, value: str) -> str:
+    value = value.replace("\x00", " ").strip()  # PostgreSQL text cannot hold NUL
+    if len(value) > MAX_TEXT_LENGTH:
+        raise InvalidSearch(
+            f"{name} is {len(value)} characters long; use at most {MAX_TEXT_LENGTH}"
+        )
+    return value
 
 
 def search_contacts(

@@ -1,20 +1,40 @@
-"""Connections (psycopg 3, psycopg_pool) and schema migrations (Alembic)."""
+"""Connections (psycopg 3, psycopg_pool) and schema migrations (Alembic).
+
+Failures a user can cause (a wrong DATABASE_URL, a server that is down, a database that
+was never migrated) leave this module as `errors.DatabaseUnavailable`,
+`errors.ConfigurationError` or `errors.DatabaseNotMigrated`, with a message that names
+the database (never its password) and says what to do. Alembic (and SQLAlchemy under
+it) is imported only when migrating: it costs a fifth of a second.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
-from alembic import command
-from alembic.config import Config
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from contactbook.errors import ConfigurationError, DatabaseNotMigrated, DatabaseUnavailable
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+#: What a query raises on a database that lacks this version's schema.
+SCHEMA_MISSING = (
+    psycopg.errors.UndefinedTable,
+    psycopg.errors.UndefinedFunction,
+    psycopg.errors.UndefinedColumn,
+)
 
 
 def connect(database_url: str, *, autocommit: bool = False) -> psycopg.Connection:
@@ -24,6 +44,8 @@ def connect(database_url: str, *, autocommit: bool = False) -> psycopg.Connectio
 
 def create_pool(database_url: str, *, size: int, timeout: float) -> ConnectionPool:
     """A pool of dict-row connections, opened by the caller (`pool.open()`)."""
+    from psycopg_pool import ConnectionPool
+
     return ConnectionPool(
         database_url,
         min_size=min(2, size),
@@ -41,6 +63,8 @@ def create_async_pool(database_url: str, *, size: int, timeout: float) -> AsyncC
     Requests use it without a thread hop: an endpoint awaits a connection, awaits the one
     statement of its search and answers.
     """
+    from psycopg_pool import AsyncConnectionPool
+
     return AsyncConnectionPool(
         database_url,
         min_size=min(2, size),
@@ -52,8 +76,67 @@ def create_async_pool(database_url: str, *, size: int, timeout: float) -> AsyncC
     )
 
 
+def describe_database(database_url: str) -> str:
+    """The database for people: `PostgreSQL database "crm" on db.example:5432 as app`.
+    Never the password."""
+    try:
+        params = conninfo_to_dict(database_url)
+    except psycopg.ProgrammingError:
+        return "an unreadable URL"
+    name = params.get("dbname") or params.get("user") or "postgres"
+    host = params.get("host") or params.get("hostaddr") or "the local socket"
+    port = params.get("port")
+    where = f"{host}:{port}" if port and not str(host).startswith("/") else str(host)
+    user = f" as {params['user']}" if params.get("user") else ""
+    return f'PostgreSQL database "{name}" on {where}{user}'
+
+
+def check_connection(database_url: str, *, timeout: float = 5.0) -> None:
+    """Connect once; raise DatabaseUnavailable (or ConfigurationError for a URL that is
+    not one) with a message saying what to check."""
+    try:
+        with psycopg.connect(database_url, connect_timeout=max(1, round(timeout))):
+            pass
+    except psycopg.ProgrammingError as error:  # libpq could not parse the URL
+        raise invalid_url(database_url, error) from error
+    except psycopg.OperationalError as error:
+        raise unreachable(database_url, error) from error
+
+
+def unreachable(database_url: str | None, error: BaseException) -> DatabaseUnavailable:
+    """The error to raise when `database_url` (None: the one in use) does not answer, or
+    refuses us."""
+    which = describe_database(database_url) if database_url else "database"
+    return DatabaseUnavailable(
+        f"cannot connect to the {which}: {_reason(error, database_url)}. Check DATABASE_URL "
+        "(unset it to use the embedded database) and that the server is running and reachable."
+    )
+
+
+def invalid_url(database_url: str | None, error: BaseException) -> ConfigurationError:
+    return ConfigurationError(
+        f"DATABASE_URL is not a PostgreSQL connection URL ({_reason(error, database_url)}); "
+        "write it as postgresql://user:password@host:5432/dbname"
+    )
+
+
+def not_migrated(database_url: str | None, error: BaseException) -> DatabaseNotMigrated:
+    """The error for a query that found this version's tables or functions missing."""
+    which = describe_database(database_url) if database_url else "database"
+    return DatabaseNotMigrated(
+        f"the {which} does not have this version's tables ({_reason(error, database_url)}): "
+        "run `contactbook db upgrade` first."
+    )
+
+
+def first_line(error: BaseException) -> str:
+    """A driver message's first line, any password it quoted replaced by `***`."""
+    return _reason(error, None)
+
+
 def wait_for_database(database_url: str, *, timeout: float = 60.0) -> None:
-    """Block until the database answers, logging once per attempt; raise after `timeout`."""
+    """Block until the database answers, logging once per attempt; raise
+    DatabaseUnavailable after `timeout` (at once for a URL that does not parse)."""
     deadline = time.monotonic() + timeout
     delay = 0.25
     while True:
@@ -61,13 +144,15 @@ def wait_for_database(database_url: str, *, timeout: float = 60.0) -> None:
             with psycopg.connect(database_url, connect_timeout=5) as conn:
                 conn.execute("SELECT 1")
             return
+        except psycopg.ProgrammingError as error:
+            raise invalid_url(database_url, error) from error
         except psycopg.OperationalError as error:
             if time.monotonic() + delay > deadline:
-                raise
+                raise unreachable(database_url, error) from error
             log.warning(
                 "database not reachable yet, retrying in %.1fs: %s",
                 delay,
-                str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__,
+                _reason(error, database_url),
             )
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
@@ -82,6 +167,8 @@ def sqlalchemy_url(database_url: str) -> str:
 
 
 def alembic_config(database_url: str) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     # ConfigParser interpolation would read a '%' in a password as a placeholder.
@@ -91,4 +178,30 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade(database_url: str) -> None:
     """Apply every pending migration. Safe when several processes start together."""
-    command.upgrade(alembic_config(database_url), "head")
+    from alembic import command
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    try:
+        command.upgrade(alembic_config(database_url), "head")
+    except OperationalError as error:
+        raise unreachable(database_url, error.orig or error) from error
+    except ArgumentError as error:  # not a URL SQLAlchemy can read
+        raise invalid_url(database_url, error) from error
+
+
+def _reason(error: BaseException, database_url: str | None) -> str:
+    """The first line of a driver message, without the password if it echoed it."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    reason = lines[0] if lines else type(error).__name__
+    reason = reason.removeprefix("connection failed: ")
+    try:
+        password = conninfo_to_dict(database_url).get("password") if database_url else None
+    except psycopg.ProgrammingError:
+        password = None
+    if password:
+        reason = reason.replace(str(password), "***")
+    return _URL_PASSWORD.sub(r"\1***@", reason)
+
+
+# user:password@ inside a URL that a message quotes (one libpq could not even parse).
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")

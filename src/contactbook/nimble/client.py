@@ -292,12 +292,15 @@ class NimbleClient:
             attempt += 1
             retry_after: float | None = None
             failure: type[NimbleError] = NimbleUnavailable
+            hint = ""
             try:
                 response = self._http.get(path, params=params)
             except httpx.TimeoutException as exc:
                 problem = f"timed out ({type(exc).__name__})"
+                hint = f" Check NIMBLE_API_URL ({self.base_url}) and the network."
             except httpx.TransportError as exc:
                 problem = f"connection failed ({type(exc).__name__}: {exc})"
+                hint = f" Check NIMBLE_API_URL ({self.base_url}) and the network."
             else:
                 status = response.status_code
                 if status in (401, 403):
@@ -317,7 +320,8 @@ class NimbleClient:
                     retry_after = _retry_after(response)
                 elif status != 200:
                     raise NimbleProtocolError(
-                        f"Nimble answered HTTP {status} to {what}{self._detail(response)}."
+                        f"Nimble answered HTTP {status} to {what}{self._detail(response)}. "
+                        f"Check that NIMBLE_API_URL ({self.base_url}) is Nimble's API."
                     )
                 else:
                     try:
@@ -336,7 +340,8 @@ class NimbleClient:
                 or cancel.is_set()
             ):
                 raise failure(
-                    f"Nimble {what} failed after {attempt} attempt(s) in {elapsed:.1f}s: {problem}."
+                    f"Nimble {what} failed after {attempt} attempt(s) in {elapsed:.1f}s: "
+                    f"{problem}.{hint}"
                 )
             logger.warning(
                 "Nimble %s: %s; retry %d of %d in %.2fs",

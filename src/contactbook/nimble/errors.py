@@ -6,9 +6,13 @@ API key: the key travels in a header, and no header is ever put into a message.
 
 from __future__ import annotations
 
+from contactbook.errors import ContactBookError
 
-class NimbleError(Exception):
+
+class NimbleError(ContactBookError):
     """Base class: the Nimble API could not give us what we asked for."""
+
+    status_code = 502  # an upstream failure, in HTTP terms
 
 
 class NimbleAuthError(NimbleError):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import hmac
 import json
@@ -833,16 +834,25 @@ def run_simulator(
     faults: FaultPlan | None = None,
     seed: int = 0,
 ) -> None:
-    """Serve the simulator under uvicorn until interrupted (``contactbook fake-nimble``)."""
+    """Serve the simulator under uvicorn until interrupted (``contactbook fake-nimble``).
+
+    The port is bound before the address is printed: a port in use is an error naming
+    the port and ``--port`` (``preflight.PortInUse``), never an address that does not work.
+    """
+    from contactbook.preflight import bind_socket
+
     records = load_contacts(data, contacts, seed)
     people = sum(1 for r in records if r.get("record_type", "person") == "person")
+    sock = bind_socket(host, port, command="fake-nimble")
     print(
         f"Nimble simulator: {people} people and {len(records) - people} other records on "
         f"http://{host}:{port} (set NIMBLE_API_URL to this address; it accepts the key "
         f"in NIMBLE_API_KEY)",
         flush=True,
     )
-    uvicorn.run(create_app(records, api_key, faults), host=host, port=port, log_level="warning")
+    config = uvicorn.Config(create_app(records, api_key, faults), log_level="warning")
+    with contextlib.closing(sock):
+        uvicorn.Server(config).run(sockets=[sock])
 
 
 class ThreadedServer:

@@ -26,7 +26,17 @@ time in ``bench/sync.py``); on the merger thread the run takes 1.1x. Each batch:
 3. everyone else is inserted with ``source = 'nimble'``.
 
 Then, on a full run only, linked contacts whose Nimble id did not arrive are
-soft-deleted (``deleted_at``), which takes them out of search and export.
+soft-deleted (``deleted_at``), which takes them out of search and export; they are listed
+by ``GET /api/v1/contacts?removed=true`` and brought back by ``contactbook undelete``.
+
+A remote that suddenly lists a fraction of its people is far more often a permission or
+API problem than a real mass deletion, so a full run that would remove more than
+``SYNC_MAX_REMOVALS_PERCENT`` (default 10) of the live linked contacts fails, changes
+nothing, is recorded with its figures and says to rerun with ``--allow-removals``.
+
+A *dry run* does everything in the transaction, then rolls it back: its figures are
+exactly what the run would have done, and nothing is written (not even a ``sync_runs``
+row).
 
 Nimble is the system of record for the people it knows: a linked contact takes
 Nimble's values for the four fields (a field Nimble lacks becomes empty), because
@@ -53,12 +63,14 @@ from psycopg.rows import tuple_row
 
 from contactbook import metrics
 from contactbook.contacts.importer import IMPORT_LOCK_KEY
+from contactbook.errors import ConfigurationError, Conflict, ContactBookError
 from contactbook.nimble.client import NimbleClient, RemoteContact
 from contactbook.nimble.errors import NimbleError
 
 if TYPE_CHECKING:
-    from contactbook.config import Settings
+    from collections.abc import Callable
 
+    from contactbook.config import Settings
 logger = logging.getLogger(__name__)
 
 #: Session advisory lock held for a whole run (the CSV import uses 7_201_002).
@@ -69,20 +81,26 @@ DEFAULT_OVERLAP = timedelta(minutes=2)
 #: An incremental run becomes a full one when the last successful full run is older,
 #: so deletions are caught even if only incremental runs are scheduled.
 DEFAULT_FULL_AFTER = timedelta(days=7)
+#: The default of SYNC_MAX_REMOVALS_PERCENT.
+DEFAULT_MAX_REMOVALS_PERCENT = 10.0
 
 Mode = Literal["full", "incremental"]
 
 
-class SyncError(Exception):
+class SyncError(ContactBookError):
     """The sync could not complete; the contacts were left as they were."""
 
 
-class SyncAlreadyRunning(SyncError):
+class SyncAlreadyRunning(SyncError, Conflict):
     """Another sync holds the lock; this one did not start."""
 
 
-class SyncSkipped(SyncError):
+class SyncSkipped(SyncError, ConfigurationError):
     """The sync is not configured (no NIMBLE_API_KEY), so it did not run."""
+
+
+class TooManyRemovals(SyncError):
+    """A full run would remove more than SYNC_MAX_REMOVALS_PERCENT of the linked contacts."""
 
 
 @dataclass
@@ -90,14 +108,19 @@ class SyncSummary:
     """What one run did. ``fetched`` counts people read from Nimble; every one of them
     is then exactly one of inserted, linked, updated or unchanged."""
 
-    run_id: int
+    #: None for a dry run, which records nothing.
+    run_id: int | None
     mode: Mode
+    dry_run: bool = False
     fetched: int = 0
     inserted: int = 0
     linked: int = 0
     updated: int = 0
     removed: int = 0
     unchanged: int = 0
+
+    #: Live contacts linked to Nimble when a full run began (the removal guard's base).
+    linked_before: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -232,6 +255,11 @@ FROM nimble_batch s
 WHERE NOT EXISTS (SELECT 1 FROM contacts c WHERE c.nimble_id = s.nimble_id)
 """
 
+# The denominator of the removal guard: live contacts linked to Nimble before the run.
+COUNT_LINKED_LIVE = """
+SELECT count(*) FROM contacts WHERE nimble_id IS NOT NULL AND deleted_at IS NULL
+"""
+
 REMOVE_VANISHED = """
 UPDATE contacts c SET deleted_at = now(), updated_at = now()
 WHERE c.nimble_id IS NOT NULL
@@ -243,6 +271,19 @@ WHERE c.nimble_id IS NOT NULL
 # -- the run ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run may behave beyond its mode."""
+
+    #: Do everything in the transaction, then roll it back and record nothing.
+    dry_run: bool = False
+    #: Let a full run remove more than ``max_removals_percent`` of the linked contacts.
+    allow_removals: bool = False
+    max_removals_percent: float = DEFAULT_MAX_REMOVALS_PERCENT
+    #: ``progress(pages_read, pages_total)``, called on the reading thread.
+    progress: Callable[[int, int], None] | None = None
+
+
 def sync_contacts(
     conn: psycopg.Connection,
     client: NimbleClient,
@@ -250,19 +291,24 @@ def sync_contacts(
     full: bool,
     overlap: timedelta = DEFAULT_OVERLAP,
     full_after: timedelta | None = DEFAULT_FULL_AFTER,
+    options: RunOptions | None = None,
 ) -> SyncSummary:
     """Run one sync on ``conn`` (idle, autocommit or not) and return its figures.
 
     ``full=False`` asks for an incremental run; it is a full run anyway when no run
     has succeeded yet or the last successful full run is older than ``full_after``.
-    Raises :class:`SyncAlreadyRunning` when another sync holds the lock, and
-    :class:`SyncError` (with the cause chained) when the run fails; either way the
+    Raises :class:`SyncAlreadyRunning` when another sync holds the lock,
+    :class:`TooManyRemovals` when a full run would remove too many contacts, and
+    :class:`SyncError` (with the cause chained) when the run fails; in every case the
     contacts are unchanged.
     """
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         raise SyncError("sync_contacts needs a connection that is not inside a transaction")
+    options = options or RunOptions()
     try:
-        return _run(conn, client, full=full, overlap=overlap, full_after=full_after)
+        return _run(
+            conn, client, full=full, overlap=overlap, full_after=full_after, options=options
+        )
     except psycopg.Error as exc:  # before the run began, or while recording its end
         raise SyncError(_describe(exc)) from exc
 
@@ -274,31 +320,53 @@ def _run(
     full: bool,
     overlap: timedelta,
     full_after: timedelta | None,
+    options: RunOptions,
 ) -> SyncSummary:
     with _sync_lock(conn):
-        with conn.transaction():
-            conn.execute(CLOSE_ABANDONED_RUNS)
+        if not options.dry_run:
+            with conn.transaction():
+                conn.execute(CLOSE_ABANDONED_RUNS)
         mode, since = _plan(conn, full=full, overlap=overlap, full_after=full_after)
-        with conn.transaction():
-            run_id = _scalar(conn, START_RUN, {"mode": mode})
-        summary = SyncSummary(run_id=run_id, mode=mode)
+        run_id = None
+        if not options.dry_run:
+            with conn.transaction():
+                run_id = _scalar(conn, START_RUN, {"mode": mode})
+        summary = SyncSummary(run_id=run_id, mode=mode, dry_run=options.dry_run)
+        name = f"sync {run_id}" if run_id is not None else "dry-run sync"
         logger.info(
-            "sync %d started (%s%s)",
-            run_id,
+            "%s started (%s%s)",
+            name,
             mode,
             f", people updated since {since.isoformat()}" if since else "",
         )
         try:
-            with conn.transaction():
-                _apply(conn, client, since, summary, remove_vanished=mode == "full")
+            with conn.transaction() as transaction:
+                _apply(
+                    conn,
+                    client,
+                    since,
+                    summary,
+                    remove_vanished=mode == "full",
+                    progress=options.progress,
+                )
+                if mode == "full" and not options.allow_removals:
+                    _check_removals(summary, options.max_removals_percent)
+                if options.dry_run:
+                    raise psycopg.Rollback(transaction)
         except Exception as exc:
             message = _describe(exc)
-            _record_failure(conn, summary, message)
-            logger.error("sync %d failed, nothing was changed: %s", run_id, message)
-            metrics.record_sync_run(status="failed", fetched=summary.fetched)
+            if not options.dry_run:
+                _record_failure(conn, summary, message, figures=isinstance(exc, TooManyRemovals))
+                metrics.record_sync_run(status="failed", fetched=summary.fetched)
+            # INFO, not ERROR: the caller reports the exception (the CLI prints it once,
+            # Celery logs the task's failure), so an ERROR here would say it twice.
+            logger.info("%s failed, nothing was changed: %s", name, message)
             if isinstance(exc, SyncError):
                 raise
             raise SyncError(message) from exc
+        if options.dry_run:
+            logger.info("dry-run sync done, nothing was written: %s", _figures(summary))
+            return summary
         _finish_run(conn, summary, status="succeeded", error=None)
         metrics.record_sync_run(
             status="success",
@@ -309,18 +377,30 @@ def _run(
             removed=summary.removed,
             unchanged=summary.unchanged,
         )
-        logger.info(
-            "sync %d succeeded: %d fetched, %d inserted, %d linked, %d updated, "
-            "%d removed, %d unchanged",
-            run_id,
-            summary.fetched,
-            summary.inserted,
-            summary.linked,
-            summary.updated,
-            summary.removed,
-            summary.unchanged,
-        )
+        logger.info("sync %d succeeded: %s", run_id, _figures(summary))
         return summary
+
+
+def _figures(summary: SyncSummary) -> str:
+    return (
+        f"{summary.fetched} fetched, {summary.inserted} inserted, {summary.linked} linked, "
+        f"{summary.updated} updated, {summary.removed} removed, {summary.unchanged} unchanged"
+    )
+
+
+def _check_removals(summary: SyncSummary, max_percent: float) -> None:
+    """Refuse a full run that removes more than ``max_percent`` of the linked contacts."""
+    linked = summary.linked_before
+    if summary.removed == 0 or summary.removed <= linked * max_percent / 100:
+        return
+    share = 100 * summary.removed / linked
+    raise TooManyRemovals(
+        f"this full sync would remove {summary.removed:,} of the {linked:,} contacts linked "
+        f"to Nimble ({share:.0f}%), more than SYNC_MAX_REMOVALS_PERCENT ({max_percent:g}%), "
+        "so nothing was changed. A remote that suddenly lists far fewer people is more often "
+        "a permission or API problem than a real deletion: check the account NIMBLE_API_KEY "
+        "belongs to. If the removals are real, run `contactbook sync --full --allow-removals`."
+    )
 
 
 @contextlib.contextmanager
@@ -359,9 +439,11 @@ def _apply(
     summary: SyncSummary,
     *,
     remove_vanished: bool,
+    progress: Callable[[int, int], None] | None = None,
 ) -> None:
     """Read every page and merge it, batch by batch, in the caller's transaction; raise
     (so the caller rolls back) unless the pages add up to ``meta.total``."""
+    pages_read = 0
     conn.execute(LOCK_IMPORTS, {"key": IMPORT_LOCK_KEY})
     conn.execute(CREATE_BATCH)
     conn.execute(CREATE_SEEN)
@@ -370,6 +452,8 @@ def _apply(
     work = _BatchWork(
         known_ids=bool(_scalar(conn, ANY_LINKED)), unlinked_rows=bool(_scalar(conn, ANY_UNLINKED))
     )
+    if remove_vanished:
+        summary.linked_before = _scalar(conn, COUNT_LINKED_LIVE) if work.known_ids else 0
     seen: set[str] = set()
     total: int | None = None
     batch: list[RemoteContact] = []
@@ -385,6 +469,9 @@ def _apply(
         merging: Future[None] | None = None
         for page in pages:
             total = page.total
+            if progress is not None:
+                pages_read += 1
+                progress(pages_read, page.pages)
             repeated = seen.intersection(page.resource_ids)
             seen.update(page.resource_ids)
             if repeated or len(page.resource_ids) != len(set(page.resource_ids)):
@@ -472,9 +559,16 @@ def _finish_run(
         conn.execute(FINISH_RUN, {**summary.as_dict(), "status": status, "error": error})
 
 
-def _record_failure(conn: psycopg.Connection, summary: SyncSummary, message: str) -> None:
-    """Mark the run failed with the figures of what was read (nothing was applied)."""
-    recorded = SyncSummary(run_id=summary.run_id, mode=summary.mode, fetched=summary.fetched)
+def _record_failure(
+    conn: psycopg.Connection, summary: SyncSummary, message: str, *, figures: bool = False
+) -> None:
+    """Mark the run failed with the figures of what was read (nothing was applied), or
+    with ``figures``, everything the run would have done (a refused removal)."""
+    recorded = (
+        summary
+        if figures
+        else SyncSummary(run_id=summary.run_id, mode=summary.mode, fetched=summary.fetched)
+    )
     try:
         if conn.broken:
             # The server dropped the connection (a restart, a failover): record the
@@ -495,12 +589,19 @@ def _record_failure(conn: psycopg.Connection, summary: SyncSummary, message: str
 
 
 def run_sync(
-    settings: Settings, full: bool = False, *, database_url: str | None = None
+    settings: Settings,
+    full: bool = False,
+    *,
+    database_url: str | None = None,
+    dry_run: bool = False,
+    allow_removals: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> SyncSummary:
     """Sync from the Nimble API configured in ``settings`` into the database.
 
     The database is ``database_url``, else ``settings.database_url``, else the embedded
     server under ``CONTACTBOOK_HOME`` (started for the run if it is not running).
+    ``SYNC_MAX_REMOVALS_PERCENT`` bounds a full run's removals unless ``allow_removals``.
     Raises :class:`SyncSkipped` when ``NIMBLE_API_KEY`` is unset.
     """
     if settings.nimble_api_key is None:
@@ -529,15 +630,25 @@ def run_sync(
         try:
             conn = stack.enter_context(db.connect(url, autocommit=True))
         except psycopg.OperationalError as exc:
-            raise SyncError(f"cannot connect to the database: {_describe(exc)}") from exc
-        return sync_contacts(conn, client, full=full)
+            raise SyncError(
+                f"cannot connect to the database: {_describe(exc)}. Check DATABASE_URL."
+            ) from exc
+        options = RunOptions(
+            dry_run=dry_run,
+            allow_removals=allow_removals,
+            max_removals_percent=settings.sync_max_removals_percent,
+            progress=progress,
+        )
+        return sync_contacts(conn, client, full=full, options=options)
 
 
 __all__ = [
+    "RunOptions",
     "SyncAlreadyRunning",
     "SyncError",
     "SyncSkipped",
     "SyncSummary",
+    "TooManyRemovals",
     "run_sync",
     "sync_contacts",
 ]

@@ -210,6 +210,10 @@ BEGIN ATOMIC
             '(contactbook_person_key(email, first_name, last_name, description)) '
             'WHERE deleted_at IS NULL'),
         (5, 'index', '_email_lower_idx', 'CREATE INDEX %2$I ON %1$I (lower(email))'),
+        -- The contacts a full sync removed, for listing them (?removed=true) and bringing
+        -- them back: few (SYNC_MAX_REMOVALS_PERCENT), so the index is small.
+        (5, 'index', '_removed_idx',
+            'CREATE INDEX %2$I ON %1$I (id) WHERE deleted_at IS NOT NULL'),
         (8, 'trigger', '_name_words_insert',
             'CREATE TRIGGER contacts_name_words_insert AFTER INSERT ON %1$I '
             'REFERENCING NEW TABLE AS changed_rows '
@@ -240,6 +244,7 @@ DROP INDEX IF EXISTS contacts_name_vector_idx;
 DROP INDEX IF EXISTS contacts_names_idx;
 DROP INDEX IF EXISTS contacts_person_key_idx;
 DROP INDEX IF EXISTS contacts_email_lower_idx;
+DROP INDEX IF EXISTS contacts_removed_idx;
 DROP TRIGGER IF EXISTS contacts_name_words_insert ON contacts;
 DROP TRIGGER IF EXISTS contacts_name_words_update ON contacts;
 DROP FUNCTION contactbook_contacts_ddl(text);

@@ -1,0 +1,88 @@
+"""Removed contacts: the ones a full sync soft-deleted because Nimble no longer lists them.
+
+They stay in the table (`deleted_at` set) and out of search and export. This module lists
+them (`GET /api/v1/contacts?removed=true`, `contactbook export --removed`) and brings them
+back (`contactbook undelete`, `POST /api/v1/contacts/undelete`). Its statements read the
+same columns as `repository`'s, so a removed contact has the same JSON as a live one.
+
+A contact brought back keeps its Nimble id: if Nimble lists the person again, syncs keep
+it up to date; if Nimble still lacks it, the next full sync removes it again (counted
+against SYNC_MAX_REMOVALS_PERCENT like any removal).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+from psycopg import sql
+
+from contactbook.contacts.importer import IMPORT_LOCK_KEY
+from contactbook.contacts.repository import CONTACT_COLUMNS
+
+LIST_REMOVED_CONTACTS = sql.SQL("""
+SELECT {columns} FROM contacts
+WHERE deleted_at IS NOT NULL
+ORDER BY id
+LIMIT %(limit)s OFFSET %(offset)s
+""").format(columns=CONTACT_COLUMNS)
+
+COUNT_REMOVED_CONTACTS = "SELECT count(*) AS n FROM contacts WHERE deleted_at IS NOT NULL"
+
+EXPORT_REMOVED_CONTACTS = sql.SQL("""
+SELECT {columns}
+FROM contacts WHERE deleted_at IS NOT NULL ORDER BY id
+""").format(columns=CONTACT_COLUMNS)
+
+# Waits for a running import or sync (they hold this lock for their transaction), so a
+# contact is never brought back in the middle of a run that is removing it.
+LOCK_IMPORTS = "SELECT pg_advisory_xact_lock(%(key)s)"
+
+UNDELETE_CONTACTS = """
+UPDATE contacts SET deleted_at = NULL, updated_at = now()
+WHERE deleted_at IS NOT NULL AND id = ANY(%(ids)s)
+RETURNING id
+"""
+
+UNDELETE_ALL_CONTACTS = """
+UPDATE contacts SET deleted_at = NULL, updated_at = now()
+WHERE deleted_at IS NOT NULL
+RETURNING id
+"""
+
+
+def list_removed_contacts(conn: psycopg.Connection, *, limit: int, offset: int) -> list[dict]:
+    return conn.execute(LIST_REMOVED_CONTACTS, {"limit": limit, "offset": offset}).fetchall()
+
+
+def count_removed_contacts(conn: psycopg.Connection) -> int:
+    return conn.execute(COUNT_REMOVED_CONTACTS).fetchone()["n"]
+
+
+def iter_removed_contacts(conn: psycopg.Connection) -> Iterator[dict]:
+    """Every removed contact in id order, streamed with a server-side cursor."""
+    with conn.cursor(name="export_removed_contacts") as cursor:
+        cursor.itersize = 2000
+        cursor.execute(EXPORT_REMOVED_CONTACTS)
+        yield from cursor
+
+
+def undelete_contacts(conn: psycopg.Connection, ids: list[int] | None) -> list[int]:
+    """Bring back the removed contacts among `ids` (every removed contact for None) in one
+    transaction; return the ids brought back, in order. Ids that are not removed
+    contacts are left alone."""
+    with conn.transaction():
+        conn.execute(LOCK_IMPORTS, {"key": IMPORT_LOCK_KEY})
+        if ids is None:
+            rows = conn.execute(UNDELETE_ALL_CONTACTS).fetchall()
+        else:
+            rows = conn.execute(UNDELETE_CONTACTS, {"ids": list(ids)}).fetchall()
+    return sorted(row["id"] if isinstance(row, dict) else row[0] for row in rows)
+
+
+__all__ = [
+    "count_removed_contacts",
+    "iter_removed_contacts",
+    "list_removed_contacts",
+    "undelete_contacts",
+]
