@@ -85,7 +85,7 @@ WHERE words.lexeme NOT LIKE '^%'
 ORDER BY 1
 ON CONFLICT DO NOTHING
 """
-ANALYZE_LOADING = "ANALYZE contacts_loading"
+ANALYZE_LOADING = "ANALYZE contacts_loading, contact_name_words"
 
 #: Called with (phase, done, total): phase "copying" counts bytes of the file (reported
 #: by the caller), "indexing" counts the build steps.

@@ -433,9 +433,13 @@ $$;
 -- word and, when it is not, the name words nearest to it (trigram similarity over
 -- contact_name_words). The query (NULL when there is nothing to correct, or a word is
 -- neither a name nor near one: no person has them all) and the corrections.
+--   (The trigram search compares a part that is a parameter, not a constant, so the
+--   planner cannot see how few words are near it and would compute the similarity of
+--   every name word: 32 ms at 30,000 words, 1 ms through the trigram index.)
 CREATE FUNCTION contactbook_typo_query(lexemes text[], alternatives integer)
     RETURNS TABLE (query tsquery, corrections text[])
     LANGUAGE sql STABLE
+    SET enable_seqscan = off
 AS $$
     WITH parts AS (
         SELECT p.part, min(l.position) AS position
