@@ -216,9 +216,11 @@ def import_command(
 ) -> None:
     """Import a contacts CSV now; print rows read, inserted, updated and skipped.
 
-    Columns are matched loosely (`First Name`, `first_name`, `e-mail`, `Email (work)`...);
-    other columns are ignored. Importing the same file twice changes nothing. Exit 2, with
-    nothing written, when the file cannot be used.
+    Columns are matched loosely (`First Name`, `first_name`, `e-mail`, `Email (work)`,
+    `Phone`, `Mobile`, `Job Title`, `Organization`, `City`, `Tags`...); other columns are
+    ignored. Rows with more cells than the header and emails that are not addresses are
+    listed with their line numbers (such an email is not imported). Importing the same
+    file twice changes nothing. Exit 2, with nothing written, when the file cannot be used.
 
     Example: `contactbook import ~/Downloads/nimble-contacts.csv`
     """
@@ -254,6 +256,7 @@ def import_command(
         ("updated", summary.updated),
         ("unchanged", summary.unchanged),
         ("skipped", len(summary.skipped)),
+        ("problems", summary.problem_count),
     ):
         table.add_row(label, str(value))
     out.print(table)
@@ -266,25 +269,39 @@ def import_command(
         out.print(f"  skipped line {row.line}: {row.reason}", highlight=False)
     if len(summary.skipped) > len(shown):
         out.print(f"  … and {len(summary.skipped) - len(shown)} more skipped rows")
+    for problem in summary.problems[:20]:
+        out.print(f"  line {problem.line}: {problem.problem}", highlight=False)
+    if summary.problem_count > 20:
+        out.print(f"  … and {summary.problem_count - 20} more problems (see import_runs)")
 
 
 @app.command()
 def search(
     text: Annotated[str, typer.Argument(help="What to find.", show_default=False)],
     limit: Annotated[int, typer.Option(min=1, max=100, help="How many results.")] = 20,
+    tags: Annotated[
+        list[str] | None,
+        typer.Option("--tag", help="Only contacts with this tag; repeat for several (all)."),
+    ] = None,
+    company: Annotated[
+        str | None, typer.Option(help="Only contacts of this company (the whole name).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON list.")] = False,
 ) -> None:
     """Search contacts the same way as `GET /api/v1/search`.
 
-    Examples: `contactbook search "tom northwind"`, `contactbook search hendr --json`
+    Examples: `contactbook search "tom northwind"`, `contactbook search hendr --json`,
+    `contactbook search sales --tag vip --tag emea --company "Acme Corp"`
     """
+    from contactbook.contacts.repository import clean_filters
     from contactbook.contacts.schemas import SearchHit
     from contactbook.contacts.search import InvalidSearch, search_contacts
 
+    tags, company = clean_filters(tags, company)
     settings = get_settings()
     with _services(settings) as urls, db.connect(urls.database_url) as conn:
         try:
-            page = search_contacts(conn, text, limit=limit)
+            page = search_contacts(conn, text, limit=limit, tags=tags, company=company)
         except InvalidSearch as error:
             raise _fail(str(error), EXIT_UNUSABLE_INPUT) from error
     metrics.record_search(len(page.contacts), source="cli")

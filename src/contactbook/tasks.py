@@ -274,10 +274,17 @@ def _register_tasks(app: ContactBookCelery) -> None:
         resultrepr_maxsize=80,
         **retrying,
     )
-    def search(self, text: str, limit: int = 20, offset: int = 0) -> list[dict]:
+    def search(
+        self,
+        text: str,
+        limit: int = 20,
+        offset: int = 0,
+        tags: list[str] | None = None,
+        company: str | None = None,
+    ) -> list[dict]:
         """The v1 search, on a worker: returns exactly v1's JSON list."""
         with self.app.search_connection() as conn:
-            hits = search_hits(conn, text, limit=limit, offset=offset)
+            hits = search_hits(conn, text, limit=limit, offset=offset, tags=tags, company=company)
         record_search(len(hits), source="v2")
         return hits
 
@@ -304,12 +311,20 @@ def _register_tasks(app: ContactBookCelery) -> None:
         return run_sync_task(self.app.settings, full=full)
 
 
-def search_hits(conn: psycopg.Connection, text: str, *, limit: int, offset: int) -> list[dict]:
+def search_hits(
+    conn: psycopg.Connection,
+    text: str,
+    *,
+    limit: int,
+    offset: int,
+    tags: list[str] | None = None,
+    company: str | None = None,
+) -> list[dict]:
     """`search_contacts`, serialised the way v1 and `contactbook search --json` answer."""
     from contactbook.contacts.schemas import SearchHit
     from contactbook.contacts.search import search_contacts
 
-    page = search_contacts(conn, text, limit=limit, offset=offset)
+    page = search_contacts(conn, text, limit=limit, offset=offset, tags=tags, company=company)
     return [SearchHit.model_validate(hit).model_dump(mode="json") for hit in page.contacts]
 
 

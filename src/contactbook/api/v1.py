@@ -20,15 +20,35 @@ SearchText = Annotated[
 ]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Results per page (1-100).")]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Results to skip.")]
+Tags = Annotated[
+    list[str] | None,
+    Query(
+        alias="tag",
+        description="Only contacts with this tag (any case); repeat it for several, "
+        "every one must be present.",
+    ),
+]
+Company = Annotated[
+    str | None,
+    Query(description="Only contacts of this company: the whole name, any case or accents."),
+]
 
 
 @router.get("/search", response_model=list[SearchHit])
 def search(
-    pool: Pool, response: Response, text: SearchText = None, limit: Limit = 20, offset: Offset = 0
+    pool: Pool,
+    response: Response,
+    text: SearchText = None,
+    limit: Limit = 20,
+    offset: Offset = 0,
+    tags: Tags = None,
+    company: Company = None,
 ) -> list[dict]:
-    """Contacts matching `text`, best match first. `X-Total-Count` gives all matches."""
+    """Contacts matching `text`, best match first, filtered by `tag` and `company`.
+    `X-Total-Count` gives all matches."""
+    tags, company = repository.clean_filters(tags, company)
     with pool.connection() as conn:
-        page = search_contacts(conn, text, limit=limit, offset=offset)
+        page = search_contacts(conn, text, limit=limit, offset=offset, tags=tags, company=company)
     metrics.record_search(len(page.contacts), source="v1")
     response.headers["X-Total-Count"] = str(page.total)
     return page.contacts
@@ -36,12 +56,22 @@ def search(
 
 @router.get("/contacts", response_model=list[Contact])
 def list_contacts(
-    pool: Pool, response: Response, limit: Limit = 20, offset: Offset = 0
+    pool: Pool,
+    response: Response,
+    limit: Limit = 20,
+    offset: Offset = 0,
+    tags: Tags = None,
+    company: Company = None,
 ) -> list[dict]:
-    """Live contacts in id order. `X-Total-Count` gives how many there are."""
+    """Live contacts in id order, filtered by `tag` and `company`. `X-Total-Count` gives
+    how many there are."""
+    tags, company = repository.clean_filters(tags, company)
     with pool.connection() as conn:
-        response.headers["X-Total-Count"] = str(repository.count_live_contacts(conn))
-        return repository.list_contacts(conn, limit=limit, offset=offset)
+        total = repository.count_live_contacts(conn, tags=tags, company=company)
+        response.headers["X-Total-Count"] = str(total)
+        return repository.list_contacts(
+            conn, limit=limit, offset=offset, tags=tags, company=company
+        )
 
 
 @router.get(

@@ -2,8 +2,8 @@
 
 Submit with `GET` or `POST /api/v2/search?text=` (202 and a task id), then poll
 `GET /api/v2/search/status/{task_id}` until `SUCCESS`: its `result` is exactly the list
-v1 answers for the same text, limit and offset. Bad input is refused with 422 at once,
-never turned into a failed task. Ids are remembered for as long as results are kept
+v1 answers for the same text, limit, offset, tags and company. Bad input is refused with
+422 at once, never turned into a failed task. Ids are remembered for as long as results are kept
 (SEARCH_RESULT_EXPIRES, an hour by default); after that, or for an id this service
 never issued, the status is 404.
 """
@@ -19,7 +19,8 @@ from pydantic import BaseModel, Field
 
 from contactbook import tasks
 from contactbook.api.deps import Reader
-from contactbook.api.v1 import Limit, Offset, SearchText
+from contactbook.api.v1 import Company, Limit, Offset, SearchText, Tags
+from contactbook.contacts.repository import clean_filters
 from contactbook.contacts.schemas import SearchHit
 from contactbook.contacts.search import validate_search
 
@@ -68,12 +69,26 @@ _SUBMIT = {
 @router.get("/search", operation_id="submit_search_get", **_SUBMIT)
 @router.post("/search", operation_id="submit_search_post", **_SUBMIT)
 def submit_search(
-    celery: CeleryDep, text: SearchText = None, limit: Limit = 20, offset: Offset = 0
+    celery: CeleryDep,
+    text: SearchText = None,
+    limit: Limit = 20,
+    offset: Offset = 0,
+    tags: Tags = None,
+    company: Company = None,
 ) -> TaskAccepted:
-    """Queue a search for `text`; the answer names the task to poll."""
+    """Queue a search for `text` (filtered by `tag` and `company`, as in v1); the answer
+    names the task to poll."""
     text = validate_search(text, limit, offset)
+    tags, company = clean_filters(tags, company)
     task_id = tasks.submit(
-        celery, tasks.SEARCH_TASK, kind=tasks.KIND_SEARCH, text=text, limit=limit, offset=offset
+        celery,
+        tasks.SEARCH_TASK,
+        kind=tasks.KIND_SEARCH,
+        text=text,
+        limit=limit,
+        offset=offset,
+        tags=tags,
+        company=company,
     )
     return TaskAccepted(task_id=task_id)
 
