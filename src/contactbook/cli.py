@@ -334,35 +334,20 @@ def export(
 ) -> None:
     """Write every live contact to stdout (jsonl: one JSON object per line).
 
-    CSV cells that a spreadsheet would run as a formula (starting with =, +, -, @) are
-    prefixed with an apostrophe.
+    jsonl has the API's contact fields; CSV has the columns `contactbook import` reads
+    back (phones and tags joined with "; "). CSV cells that a spreadsheet would run as a
+    formula (starting with =, +, -, @) are prefixed with an apostrophe, which the import
+    takes off again.
 
     Example: `contactbook export --format csv > contacts.csv`
     """
-    import csv
-
+    from contactbook.contacts import export as exporter
     from contactbook.contacts import repository
-    from contactbook.contacts.schemas import CONTACT_FIELDS
 
+    write = exporter.write_csv if format is ExportFormat.csv else exporter.write_jsonl
     settings = get_settings()
-    with _services(settings) as urls, db.connect(urls.database_url) as conn:
-        stream = sys.stdout
-        writer = None
-        if format is ExportFormat.csv:
-            writer = csv.writer(stream, lineterminator="\n")
-            writer.writerow(CONTACT_FIELDS)
-        with conn.transaction():
-            for contact in repository.iter_live_contacts(conn):
-                if writer is None:
-                    stream.write(json.dumps(contact, ensure_ascii=False) + "\n")
-                else:
-                    writer.writerow([_spreadsheet_safe(contact[f]) for f in CONTACT_FIELDS])
-
-
-def _spreadsheet_safe(value: object) -> object:
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
+    with _services(settings) as urls, db.connect(urls.database_url) as conn, conn.transaction():
+        write(repository.iter_live_contacts(conn), sys.stdout)
 
 
 @app.command()
