@@ -559,3 +559,16 @@ def test_simulator_runs_as_a_command_with_a_data_file(tmp_path, monkeypatch) -> 
         process.terminate()
         process.wait(timeout=10)
         process.stdout.close()
+
+
+def test_the_default_host_is_where_nimble_sends_api_key_requests(monkeypatch) -> None:
+    from pathlib import Path
+
+    from contactbook.config import Settings
+
+    monkeypatch.delenv("NIMBLE_API_URL", raising=False)
+    assert Settings(_env_file=None).nimble_api_url == "https://app.nimble.com"
+    root = Path(__file__).resolve().parent.parent
+    for doc in (".env.example", "README.md"):
+        text = (root / doc).read_text(encoding="utf-8")
+        assert "https://app.nimble.com" in text and "api.nimble.com`" not in text, doc

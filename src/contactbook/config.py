@@ -23,7 +23,9 @@ class Settings(BaseSettings):
     celery_broker_url: str | None = None
     celery_result_backend: str | None = None
 
-    nimble_api_url: str = "https://api.nimble.com"
+    # Nimble's support article "Generate an API key to access the Nimble API": requests
+    # made with an API key go to app.nimble.com (its API docs still show api.nimble.com).
+    nimble_api_url: str = "https://app.nimble.com"
     nimble_api_key: SecretStr | None = None
     nimble_per_page: int = Field(default=100, ge=1, le=1000)
     nimble_concurrency: int = Field(default=4, ge=1, le=32)
