@@ -446,7 +446,7 @@ def _phones(cells: list[str | None]) -> tuple[str, ...]:
             for part in cell.split(";"):
                 number = part.strip()
                 if number:
-                    numbers.setdefault(_NOT_DIGITS.sub("", number) or number.casefold(), number)
+                    numbers.setdefault(_NOT_DIGITS.sub("", number) or number, number)
     return tuple(numbers.values())
 
 

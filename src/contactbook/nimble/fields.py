@@ -77,8 +77,9 @@ def first_text(fields: dict[str, Any], name: str) -> str | None:
 
 
 def phone_key(phone: str) -> str:
-    """What makes two numbers the same: their digits (the text, without digits)."""
-    return _NOT_DIGITS.sub("", phone) or phone.casefold()
+    """What makes two numbers the same: their digits (a value without digits: its text).
+    The same key as the SQL contactbook_phone_key (migration 0007)."""
+    return _NOT_DIGITS.sub("", phone) or phone
 
 
 def phones(fields: dict[str, Any]) -> tuple[str, ...]:

@@ -230,11 +230,17 @@ targets AS (
 merged AS (
     SELECT t.contact_id, t.nimble_id, t.linking, c.deleted_at,
         s.first_name, s.last_name, s.email, s.description, s.nimble_updated_at,
-        contactbook_sync_phones(s.phones, c.phones, c.nimble_phones) AS phones,
+        -- Nimble's lists, unchanged and never edited here, are the common case: the
+        -- functions (0.02-0.03 ms a call) run only for the others, whose result they are.
+        CASE WHEN c.phones = c.nimble_phones AND c.nimble_phones = s.phones THEN c.phones
+             ELSE contactbook_sync_phones(s.phones, c.phones, c.nimble_phones)
+        END AS phones,
         contactbook_sync_text(s.title, c.title, c.nimble_title) AS title,
         contactbook_sync_text(s.company, c.company, c.nimble_company) AS company,
         contactbook_sync_text(s.location, c.location, c.nimble_location) AS location,
-        contactbook_sync_tags(s.tags, c.tags, c.nimble_tags) AS tags,
+        CASE WHEN c.tags = c.nimble_tags AND c.nimble_tags = s.tags THEN c.tags
+             ELSE contactbook_sync_tags(s.tags, c.tags, c.nimble_tags)
+        END AS tags,
         s.phones AS nimble_phones, s.title AS nimble_title, s.company AS nimble_company,
         s.location AS nimble_location, s.tags AS nimble_tags
     FROM targets t

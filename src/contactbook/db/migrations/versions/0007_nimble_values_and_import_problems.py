@@ -25,9 +25,9 @@ values (update a linked contact, link a CSV row) and the import's merge say the 
 - `contactbook_add_phones(phones, more)`, `contactbook_add_tags(tags, more)`: a list,
   then what `more` adds to it (an import's lists only ever grow).
 
-Two numbers are the same when their digits are (`contactbook_phone_key`): "+1 (415)
-555-0142" and "1 415 555 0142" are one number, kept in the spelling seen first.
-Tags are compared exactly, as sets.
+Two numbers are the same when their digits are (`contactbook_phone_key`, the same key as
+the client's and the CSV reader's): "+1 (415) 555-0142" and "1 415 555 0142" are one
+number, kept in the spelling seen first. Tags are compared exactly, as sets.
 
 **Filters.** `contactbook_filters(tags, company)` is the `tag=` / `company=` filter of
 the contact listing as a tsquery on `name_vector`'s marker lexemes (migration 0006:
@@ -65,7 +65,7 @@ ALTER TABLE import_runs
 
 CREATE FUNCTION contactbook_phone_key(phone text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT
-    RETURN coalesce(nullif(regexp_replace(phone, '[^0-9]', '', 'g'), ''), lower(phone));
+    RETURN coalesce(nullif(regexp_replace(phone, '[^0-9]', '', 'g'), ''), phone);
 
 CREATE FUNCTION contactbook_add_phones(phones text[], more text[]) RETURNS text[]
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
