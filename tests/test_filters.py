@@ -8,6 +8,7 @@ import json
 import httpx
 import pytest
 
+from contactbook.contacts import repository
 from contactbook.contacts.importer import import_csv
 
 PEOPLE = (
@@ -63,6 +64,18 @@ def test_the_listing_filters_by_tags_and_company(api, params, names):
 
 def test_the_listing_pages_through_a_filtered_list(api):
     assert listed(api, tag="vip", limit=1, offset=1) == (["Ada"], 2)
+    assert listed(api, tag="vip", limit=1, offset=2) == ([], 2)
+
+
+@pytest.mark.parametrize("params", [{"tag": "vip"}, {"tag": "emea"}, {"company": "northwind"}])
+def test_a_filter_expected_to_match_many_walks_the_list_and_reports_an_estimate(
+    api, monkeypatch, params
+):
+    exact, _ = listed(api, **params)
+    monkeypatch.setattr(repository, "COUNT_LIMIT", 0)  # every filter "matches many"
+    walked, estimate = listed(api, **params)
+    assert walked == exact
+    assert estimate >= 1  # PostgreSQL's estimate, not a count
 
 
 def test_listed_contacts_carry_the_new_fields(api):
