@@ -104,11 +104,15 @@ WITH merged AS (
         coalesce(l.last_name, c.last_name) AS last_name,
         coalesce(l.email, c.email) AS email,
         coalesce(l.description, c.description) AS description,
-        contactbook_add_phones(c.phones, l.phones) AS phones,
+        -- The functions cost 0.02-0.03 ms a call: skipped when the file adds nothing.
+        CASE WHEN l.phones <@ c.phones THEN c.phones
+             ELSE contactbook_add_phones(c.phones, l.phones)
+        END AS phones,
         coalesce(l.title, c.title) AS title,
         coalesce(l.company, c.company) AS company,
         coalesce(l.location, c.location) AS location,
-        contactbook_add_tags(c.tags, l.tags) AS tags
+        CASE WHEN l.tags <@ c.tags THEN c.tags ELSE contactbook_add_tags(c.tags, l.tags)
+        END AS tags
     FROM import_latest l
     JOIN import_matches m USING (line)
     JOIN contacts c ON c.id = m.contact_id
