@@ -3,9 +3,12 @@
 The file is streamed into a temporary staging table with COPY, then merged into
 `contacts` in the same transaction, so a file that turns out to be unusable halfway
 through writes nothing. Rows link to live contacts by lower-cased email (rows without
-an email by their names), the last row of a file wins over earlier rows with the same
-key, and only rows whose values change are rewritten, so importing a file twice changes
-nothing the second time.
+an email by their names; an email cell that is not an address is never stored, so it
+links nothing), the last row of a file wins over earlier rows with the same key, and
+only rows whose values change are rewritten, so importing a file twice changes nothing
+the second time. What the reader found wrong with rows it still imported (more cells
+than the header, emails that are not addresses) goes into the summary and `import_runs`
+with the line numbers.
 """
 
 from __future__ import annotations
