@@ -154,6 +154,19 @@ def test_a_raw_csv_body_is_accepted_too(api, worker_settings):
     assert uploads(worker_settings) == []
 
 
+def test_an_upload_reports_its_problems_with_their_lines_in_the_task_result(api):
+    content = "first name,email\nAda,ada@example.org\nBob,EMEA\nCy,cy@example.org,extra\n"
+    response = api.post("/api/v1/imports", files={"file": ("p.csv", content.encode())})
+
+    result = task_outcome(api, response.json()["task_id"])["result"]
+    assert result["inserted"] == 3
+    assert result["problem_count"] == 2
+    assert [(p["line"], p["problem"][:24]) for p in result["problems"]] == [
+        (3, "the email 'EMEA' is not "),
+        (4, "1 more cell than the hea"),
+    ]
+
+
 def test_an_import_task_id_is_not_a_search_task_id(api):
     response = api.post("/api/v1/imports", files={"file": ("p.csv", PEOPLE.encode())})
     task_id = response.json()["task_id"]
@@ -287,7 +300,8 @@ def test_removed_contacts_are_listed_with_removed_true_like_live_ones(live_api, 
 def test_removed_listing_reads_the_same_columns_as_the_live_one(conn, three_people):
     from contactbook.contacts import removed, repository
 
-    (live,) = [c for c in repository.list_contacts(conn, limit=10, offset=0) if c["id"] == 1]
+    listed = repository.list_contacts(conn, limit=10, offset=0).contacts
+    (live,) = [c for c in listed if c["id"] == 1]
     remove(three_people, "Hopper")
     (gone,) = removed.list_removed_contacts(conn, limit=10, offset=0)
 

@@ -30,7 +30,17 @@ def test_import_prints_a_summary_with_skipped_lines(run_cli, write_csv):
 
     assert result.returncode == 0, result.stderr
     assert "rows read" in result.stdout and "inserted" in result.stdout
-    assert "skipped line 4: no first name, last name, email or description" in result.stdout
+    assert "skipped line 4: no first name, last name, email, description, phone" in result.stdout
+
+
+def test_import_prints_the_problems_with_their_lines(run_cli, write_csv):
+    content = HEADER + "Bob,Stone,EMEA,Sales\nCy,Lovelace, Ada,cy@example.org,Shifted\n"
+    result = run_cli("import", str(write_csv(content)))
+
+    assert result.returncode == 0, result.stderr
+    assert "line 2: the email 'EMEA' is not an address: not imported" in result.stdout
+    assert "line 3: 1 more cell than the header (from 'Shifted')" in result.stdout
+    assert "line 3: the email 'Ada' is not an address" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -38,7 +48,7 @@ def test_import_prints_a_summary_with_skipped_lines(run_cli, write_csv):
     [
         (b"", "empty"),
         (b"\x00\x01\x02binary", "binary"),
-        (b"Phone,Fax\n1,2\n", "column"),
+        (b"Fax,Pager\n1,2\n", "column"),
         ("Name\nFran\xe7ois\n".encode("latin-1"), "UTF-8"),
     ],
 )

@@ -76,7 +76,34 @@ def test_description_header_variants(header: str) -> None:
     assert field_for_header(header) == "description"
 
 
-@pytest.mark.parametrize("header", ["Name", "Phone", "notes", "company", "", "email domain"])
+@pytest.mark.parametrize(
+    "header", ["phone", "Phone (work)", "Mobile", "mobile phone", "Telephone", "Phones"]
+)
+def test_phone_header_variants(header: str) -> None:
+    assert field_for_header(header) == "phones"
+
+
+@pytest.mark.parametrize(
+    ("header", "column"),
+    [
+        ("Company", "company"),
+        ("organization", "company"),
+        ("Organisation", "company"),
+        ("Company Name", "company"),
+        ("title", "title"),
+        ("Job Title", "title"),
+        ("job_title", "title"),
+        ("TAGS", "tags"),
+        ("City", "city"),
+        ("country", "country"),
+        ("Location", "location"),
+    ],
+)
+def test_company_title_tags_and_location_header_variants(header: str, column: str) -> None:
+    assert field_for_header(header) == column
+
+
+@pytest.mark.parametrize("header", ["Name", "notes", "", "email domain", "Owner", "State"])
 def test_other_headers_are_not_known_fields(header: str) -> None:
     assert field_for_header(header) is None
 
@@ -102,9 +129,9 @@ def test_columns_are_read_by_header_not_by_position(tmp_path: Path) -> None:
 
 def test_other_columns_are_ignored_and_listed_once(tmp_path: Path) -> None:
     rows = "".join(f"Ada,+1 555 {n},Acme,Lovelace\n" for n in range(3))
-    path = write(tmp_path, "First Name,Phone,Company,Last Name\n" + rows)
+    path = write(tmp_path, "First Name,Notes,Owner,Last Name\n" + rows)
     with ContactsCsv.open(path) as csv_file:
-        assert csv_file.ignored_columns == ["Phone", "Company"]
+        assert csv_file.ignored_columns == ["Notes", "Owner"]
         contacts = list(csv_file.rows())
     assert [c.last_name for c in contacts if isinstance(c, CsvContact)] == ["Lovelace"] * 3
 
@@ -229,9 +256,30 @@ def test_email_keeps_its_case_as_written(tmp_path: Path) -> None:
     assert read_all(path) == [CsvContact(2, None, None, "Tom.Brooks@NorthWind.io", None)]
 
 
-def test_an_email_that_is_not_an_address_is_kept_as_written(tmp_path: Path) -> None:
-    path = write(tmp_path, "First Name,Email\nAda,not an address\nTom,a@b@c\n")
-    assert [row.email for row in read_all(path)] == ["not an address", "a@b@c"]  # type: ignore[union-attr]
+@pytest.mark.parametrize("email", ["EMEA", "not an address", "a@b@c", "ada@", "@x.org", "a@b"])
+def test_an_email_that_is_not_an_address_is_reported_and_not_kept(
+    tmp_path: Path, email: str
+) -> None:
+    path = write(tmp_path, f"First Name,Email,Company\nAda,{email},Acme\n")
+    (row,) = read_all(path)
+    assert row == CsvContact(2, "Ada", None, None, None, company="Acme", problems=row.problems)
+    assert row.problems == (f"the email {email!r} is not an address: not imported",)
+
+
+@pytest.mark.parametrize(
+    "email",
+    ["ada@example.io", "TOM@Example.IO", "o'brien+crm@mail.example.co.uk", "zoë@exämple.com"],
+)
+def test_an_address_is_kept_as_written(tmp_path: Path, email: str) -> None:
+    (row,) = read_all(write(tmp_path, f"Email\n{email}\n"))
+    assert (row.email, row.problems) == (email, ())  # type: ignore[union-attr]
+
+
+def test_a_row_with_nothing_but_an_invalid_email_is_skipped_and_reported(tmp_path: Path) -> None:
+    path = write(tmp_path, "First Name,Email\nAda,ada@example.io\n,EMEA\n")
+    assert read_all(path)[1] == SkippedRow(
+        3, NO_KNOWN_FIELDS, ("the email 'EMEA' is not an address: not imported",)
+    )
 
 
 @pytest.mark.parametrize("value", ['=HYPERLINK("x")', "+44 20", "-sales", "@handle"])
@@ -242,23 +290,104 @@ def test_formula_like_cells_are_stored_unchanged(tmp_path: Path, value: str) -> 
     assert read_all(path) == [CsvContact(2, "Ada", None, None, value)]
 
 
-def test_extra_cells_are_ignored_and_missing_cells_are_none(tmp_path: Path) -> None:
+def test_a_row_with_more_cells_than_the_header_is_read_and_reported(tmp_path: Path) -> None:
     path = write(
-        tmp_path, "First Name,Last Name,Email\nAda,Lovelace,ada@example.io,extra,more\nTom\n"
+        tmp_path,
+        "First Name,Last Name,Email\n"
+        "Ada,Lovelace,ada@example.io,extra,more\n"
+        "Tom\n"
+        "Dan,Brooks,dan@example.io,,\n",  # a trailing delimiter shifts nothing
     )
-    assert read_all(path) == [
-        CsvContact(2, "Ada", "Lovelace", "ada@example.io", None),
+    rows = read_all(path)
+    assert rows == [
+        CsvContact(2, "Ada", "Lovelace", "ada@example.io", None, problems=rows[0].problems),
         CsvContact(3, "Tom", None, None, None),
+        CsvContact(4, "Dan", "Brooks", "dan@example.io", None),
     ]
+    (problem,) = rows[0].problems
+    assert problem.startswith("2 more cells than the header (from 'extra')")
+
+
+def test_a_shifted_row_is_reported_with_its_line(tmp_path: Path) -> None:
+    # "Lovelace, Ada" unquoted: every later cell moves one column right.
+    path = write(
+        tmp_path,
+        "Name,Email,Description\nAda Lovelace,ada@example.io,Poet\nx,Lovelace, Ada,ada@x.io\n",
+    )
+    shifted = read_all(path)[1]
+    assert shifted.line == 3 and len(shifted.problems) == 2  # type: ignore[union-attr]
+    assert "1 more cell than the header (from 'ada@x.io')" in shifted.problems[0]  # type: ignore[union-attr]
+    assert "'Lovelace' is not an address" in shifted.problems[1]  # type: ignore[union-attr]
 
 
 def test_a_row_without_known_fields_is_skipped_with_its_line(tmp_path: Path) -> None:
-    path = write(tmp_path, "First Name,Phone,Email\nAda,,\n ,+1 555,  \n,,\n")
+    path = write(tmp_path, "First Name,Notes,Email,Tags\nAda,,,\n ,+1 555,  ,\n,,,\n,,,;\n")
     assert read_all(path) == [
         CsvContact(2, "Ada", None, None, None),
         SkippedRow(3, NO_KNOWN_FIELDS),
         SkippedRow(4, NO_KNOWN_FIELDS),
+        SkippedRow(5, NO_KNOWN_FIELDS),  # a tags cell without a tag
     ]
+
+
+# The fields beyond the original four
+
+
+def test_several_phone_columns_give_several_phones_in_column_order(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "Mobile,First Name,Phone (work),Phone\n"
+        "+1 (415) 555-0142,Ada,020 7946 0958,\n"
+        ",Tom,555 0100; 555-0101,5550100\n"  # one cell of several; the same digits twice
+        ",Dan,,\n",
+    )
+    assert [(row.first_name, row.phones) for row in read_all(path)] == [  # type: ignore[union-attr]
+        ("Ada", ("+1 (415) 555-0142", "020 7946 0958")),
+        ("Tom", ("555 0100", "555-0101")),
+        ("Dan", ()),
+    ]
+
+
+def test_title_company_and_location_columns(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "first_name,Job Title,Organization,City,Country\n"
+        "Ada,Programmer,Analytical Engines,London,UK\n"
+        "Tom,,,,Japan\n"
+        "Dan,,,Berlin,\n",
+    )
+    rows = read_all(path)
+    assert [(r.title, r.company, r.location) for r in rows] == [  # type: ignore[union-attr]
+        ("Programmer", "Analytical Engines", "London, UK"),
+        (None, None, "Japan"),
+        (None, None, "Berlin"),
+    ]
+
+
+def test_a_location_column_wins_over_city_and_country(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, 'Name,City,Location,Country\nAda,Paris,"Ockham, UK",France\nTom,Paris,,France\n'
+    )
+    assert [r.location for r in read_all(path)] == ["Ockham, UK", "Paris, France"]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("cell", "tags"),
+    [
+        ("vip", ("vip",)),
+        ("vip, customer ,EMEA", ("vip", "customer", "EMEA")),
+        ("vip; customer;", ("vip", "customer")),
+        ("Smith, Jones & Co; vip", ("Smith, Jones & Co", "vip")),  # semicolons first
+        ("vip;vip; VIP", ("vip", "VIP")),
+    ],
+)
+def test_tags_are_one_cell_separated_by_commas_or_semicolons(
+    tmp_path: Path, cell: str, tags: tuple
+) -> None:
+    path = tmp_path / "contacts.csv"
+    with path.open("w", encoding="utf-8", newline="") as file:
+        csv.writer(file).writerows([["Email", "Tags"], ["ada@example.io", cell]])
+    assert read_all(path)[0].tags == tags  # type: ignore[union-attr]
 
 
 def test_blank_lines_are_reported_with_their_line_numbers(tmp_path: Path) -> None:
@@ -333,10 +462,10 @@ def test_utf16_file_is_unusable_with_a_hint(tmp_path: Path) -> None:
 
 
 def test_file_with_no_known_column_is_unusable(tmp_path: Path) -> None:
-    message = unusable(write(tmp_path, "Name,Phone\nAda Lovelace,+1 555\n"))
+    message = unusable(write(tmp_path, "Name,Owner\nAda Lovelace,Tom\n"))
     assert "no usable header" in message
-    assert "'Name', 'Phone'" in message
-    assert "first name, last name, email, description" in message
+    assert "'Name', 'Owner'" in message
+    assert "first name, last name, email, description, phone, title, company, tags" in message
 
 
 def test_file_without_a_header_row_says_so(tmp_path: Path) -> None:
@@ -378,7 +507,7 @@ def test_a_nul_byte_late_in_the_file_is_unusable_when_reached(tmp_path: Path) ->
 
 
 def test_a_nul_byte_in_an_ignored_column_does_no_harm(tmp_path: Path) -> None:
-    path = write(tmp_path, "First Name,Phone\n" + "Ada,555\n" * 10_000 + "Tom,5\x005\n")
+    path = write(tmp_path, "First Name,Notes\n" + "Ada,555\n" * 10_000 + "Tom,5\x005\n")
     assert read_all(path)[-1] == CsvContact(10_002, "Tom", None, None, None)
 
 

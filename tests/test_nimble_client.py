@@ -39,7 +39,7 @@ def test_reads_every_person_once_across_pages(sim: Simulator) -> None:
     assert len(sim.page_requests()) == 10
 
 
-def test_asks_for_the_four_fields_persons_and_per_page(sim: Simulator) -> None:
+def test_asks_for_the_fields_it_keeps_persons_and_per_page(sim: Simulator) -> None:
     sim.reset(people(30))
     read_all(sim.client(per_page=7))
     requests = sim.page_requests()
@@ -48,7 +48,11 @@ def test_asks_for_the_four_fields_persons_and_per_page(sim: Simulator) -> None:
     for request in requests:
         assert request.params["per_page"] == "7"
         assert request.params["record_type"] == "person"
-        assert request.params["fields"] == "first name,last name,email,description"
+        assert request.params["fields"] == (
+            "first name,last name,email,description,phone,title,parent company,"
+            "contact employment,address"
+        )
+        assert request.params["tags"] == "1"
         assert "query" not in request.params
 
 
@@ -174,6 +178,156 @@ def test_generated_contacts_are_read_in_full(sim: Simulator) -> None:
     assert {c.nimble_id for c in contacts} == expected
     assert len(contacts) == len(expected)
     assert any(len(c.emails) > 1 for c in contacts)
+    assert any(len(c.phones) > 1 for c in contacts)
+    employed = [c for c in contacts if c.title and c.company and c.description]
+    assert len(employed) > len(contacts) / 2
+    # the present employment, the one the description names
+    assert all(c.description.startswith(f"{c.title} at {c.company}.") for c in employed)
+    assert any(c.location for c in contacts) and any(len(c.tags) > 1 for c in contacts)
+
+
+# The fields Nimble's reference documents (nimblecrm/api-docs, docs/contacts/fields.rst)
+
+
+def test_several_phones_in_nimbles_order_first_is_primary(sim: Simulator) -> None:
+    phones = [("+1 (415) 555-0142", "mobile"), ("020 7946 0958", "work"), ("555 0100", "fax")]
+    sim.reset([person_resource(nimble_id="p", phones=phones)])
+    (contact,) = read_all(sim.client())
+    assert contact.phones == ("+1 (415) 555-0142", "020 7946 0958", "555 0100")
+    assert contact.phone == "+1 (415) 555-0142"
+    raw = sim.state.get("p")["fields"]["phone"]
+    assert [entry["modifier"] for entry in raw] == ["mobile", "work", "fax"]
+
+
+def test_the_same_number_twice_is_kept_once_in_its_first_spelling(sim: Simulator) -> None:
+    phones = ["415-555-0142", " (415) 555 0142 ", "", "ask reception", "4155550199"]
+    sim.reset([person_resource(nimble_id="p", phones=phones)])
+    (contact,) = read_all(sim.client())
+    assert contact.phones == ("415-555-0142", "ask reception", "4155550199")
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        # the new field alone
+        (
+            {"employments": [{"company_name": "Acme", "title": "CTO", "is_present": True}]},
+            ("CTO", "Acme"),
+        ),
+        # the deprecated fields alone
+        ({"title": "Buyer", "parent_company": "Globex"}, ("Buyer", "Globex")),
+        # both: the new field wins, the deprecated ones fill what it lacks
+        (
+            {
+                "title": "Old title",
+                "parent_company": "Old Co",
+                "employments": [{"company_name": "New Co", "start_date": "01/2024"}],
+            },
+            ("Old title", "New Co"),
+        ),
+        # the present employment wins over the ones before it, whatever the order
+        (
+            {
+                "employments": [
+                    {"company_name": "Initech", "title": "Dev", "end_date": "12/2019"},
+                    {"company_name": "Hooli", "title": "Lead", "is_present": True},
+                ]
+            },
+            ("Lead", "Hooli"),
+        ),
+        # only ended employments: the one that ended last
+        (
+            {
+                "employments": [
+                    {"company_name": "A", "title": "One", "end_date": "05/2018"},
+                    {"company_name": "B", "title": "Two", "end_date": "11/2021"},
+                    {"company_name": "C", "title": "Three", "end_date": "02/2020"},
+                ]
+            },
+            ("Two", "B"),
+        ),
+        # the deprecated fields win over an employment that ended
+        (
+            {
+                "parent_company": "Current Co",
+                "employments": [{"company_name": "Past", "title": "X", "is_present": False}],
+            },
+            (None, "Current Co"),
+        ),
+        ({}, (None, None)),
+    ],
+    ids=["new", "deprecated", "both", "present", "ended", "deprecated-over-ended", "none"],
+)
+def test_title_and_company_from_employment_and_the_deprecated_fields(
+    sim: Simulator, fields: dict, expected: tuple
+) -> None:
+    sim.reset([person_resource(nimble_id="p", first_name="Pat", **fields)])
+    (contact,) = read_all(sim.client())
+    assert (contact.title, contact.company) == expected
+
+
+def test_location_is_city_and_country_of_the_first_address_that_has_them(
+    sim: Simulator,
+) -> None:
+    addresses = [
+        {"street": "Braambos 13", "zip": "6099 CT"},  # neither city nor country
+        {"street": "1 Main St", "city": "Beegden", "state": "Limburg", "country": "Netherlands"},
+        {"city": "Berlin", "country": "Germany"},
+    ]
+    sim.reset(
+        [
+            person_resource(nimble_id="both", addresses=addresses),
+            person_resource(nimble_id="city", addresses=[{"city": "Kraków"}]),
+            person_resource(nimble_id="country", addresses=[{"country": "Togo", "city": " "}]),
+        ]
+    )
+    by_id = {c.nimble_id: c.location for c in read_all(sim.client())}
+    assert by_id == {"both": "Beegden, Netherlands", "city": "Kraków", "country": "Togo"}
+    raw = sim.state.get("both")["fields"]["address"][1]["value"]
+    assert isinstance(raw, str) and json.loads(raw)["city"] == "Beegden"  # JSON text
+
+
+def test_tags_are_read_from_every_resource(sim: Simulator) -> None:
+    sim.reset([person_resource(nimble_id="p", tags=["customer", "EMEA", "customer", " "])])
+    (contact,) = read_all(sim.client())
+    assert contact.tags == ("customer", "EMEA")
+    first = sim.state.get("p")["tags"][0]
+    assert first["tag"] == "customer" and len(first["id"]) == 24  # [{"tag", "id"}]
+
+
+def test_malformed_values_are_passed_over_and_the_rest_is_kept(sim: Simulator) -> None:
+    odd = {
+        "id": "odd",
+        "record_type": "person",
+        "fields": {
+            "first name": [{"value": "Odd"}],
+            "phone": [{"value": 5551234}, "not an entry", {"value": "555-0100"}, {}],
+            "address": [
+                {"value": '{"city": "Broken'},  # bad JSON
+                {"value": "[1, 2]"},
+                {"value": '{"city": 42, "country": ["x"]}'},
+                {"value": "Somewhere, not JSON"},
+                {"value": "{'city': 'Dushanbe', 'street': 'First str. 15'}"},  # responses.rst
+            ],
+            "contact employment": [
+                {"value": "{not json"},
+                {"value": '{"company_name": null, "title": null}'},
+                {"value": '{"company_name": "Soylent", "is_present": "true"}'},
+            ],
+            "title": "not a list",
+        },
+        "tags": [{"tag": 7}, {"id": "x"}, "plain", {"tag": "kept"}, None],
+    }
+    not_a_list = {"id": "worse", "record_type": "person", "fields": {"phone": {"x": 1}}}
+    not_a_list["tags"] = "vip"
+    sim.reset([odd, not_a_list])
+    by_id = {c.nimble_id: c for c in read_all(sim.client())}
+    contact = by_id["odd"]
+    assert contact.first_name == "Odd" and contact.phones == ("555-0100",)
+    assert contact.location == "Dushanbe"
+    assert (contact.title, contact.company) == (None, "Soylent")
+    assert contact.tags == ("plain", "kept")
+    assert by_id["worse"].phones == () and by_id["worse"].tags == ()
 
 
 def test_transient_500_is_retried(sim: Simulator) -> None:
@@ -420,3 +574,15 @@ def test_an_unreachable_or_wrong_nimble_api_url_is_named_in_the_error(sim: Simul
 
     assert f"Check NIMBLE_API_URL ({nowhere})" in str(unreachable.value)
     assert "HTTP 404" in str(wrong.value) and "NIMBLE_API_URL" in str(wrong.value)
+
+def test_the_default_host_is_where_nimble_sends_api_key_requests(monkeypatch) -> None:
+    from pathlib import Path
+
+    from contactbook.config import Settings
+
+    monkeypatch.delenv("NIMBLE_API_URL", raising=False)
+    assert Settings(_env_file=None).nimble_api_url == "https://app.nimble.com"
+    root = Path(__file__).resolve().parent.parent
+    for doc in (".env.example", "README.md"):
+        text = (root / doc).read_text(encoding="utf-8")
+        assert "https://app.nimble.com" in text and "api.nimble.com`" not in text, doc

@@ -487,7 +487,7 @@ def test_a_token_is_asked_for_once_and_kept_for_the_session(
 
 
 def test_screenshots_of_results_on_a_desktop_and_a_phone(
-    site: Site, people: str, browser: Browser
+    site: Site, tagged: str, browser: Browser
 ) -> None:
     OUTPUT.mkdir(exist_ok=True)
     for name, viewport in (
@@ -518,3 +518,153 @@ def test_the_api_docs_render_with_nothing_from_another_host(site: Site, tab: Tab
     expect(page.locator(".swagger-ui .info .title")).to_contain_text("Contact Book")
     expect(page.locator(".opblock-summary-path", has_text="/api/v1/search").first).to_be_visible()
     assert requested and all(url.startswith(site.url + "/") for url in requested), requested
+
+# --------------------------------------------------------------------------- new fields
+
+FIELDS = """
+UPDATE contacts SET phones = %(phones)s, title = %(title)s, company = %(company)s,
+    location = %(location)s, tags = %(tags)s
+WHERE first_name = %(first_name)s
+"""
+
+
+@pytest.fixture
+def tagged(people: str) -> str:
+    """The five people, three of them with phones, titles, companies and tags."""
+    with psycopg.connect(people, autocommit=True) as conn, conn.cursor() as cursor:
+        cursor.executemany(
+            FIELDS,
+            [
+                {
+                    "first_name": "Ada",
+                    "phones": ["+44 20 7946 0958", "020 7946 0000"],
+                    "title": "Programmer",
+                    "company": "Analytical Engines",
+                    "location": "London, UK",
+                    "tags": ["vip", "maths"],
+                },
+                {
+                    "first_name": "Grace",
+                    "phones": [],
+                    "title": "Rear Admiral",
+                    "company": None,
+                    "location": None,
+                    "tags": ["navy", "vip"],
+                },
+                {
+                    "first_name": "Alan",
+                    "phones": ["ask at the gate"],
+                    "title": None,
+                    "company": "Bletchley Park",
+                    "location": None,
+                    "tags": ["maths"],
+                },
+            ],
+        )
+    return people
+
+
+def result(page: Page, name: str):
+    return page.locator("#results .result").filter(has=page.locator(".result-name", has_text=name))
+
+
+def test_results_show_the_phone_as_a_link_the_title_the_company_and_the_tags(
+    site: Site, tagged: str, tab: Tab
+) -> None:
+    page = tab.page
+    page.goto(site.url)
+    type_search(page, "lovelace")
+    ada = result(page, "Ada Lovelace")
+    expect(ada.locator(".result-role")).to_have_text("Programmer at Analytical Engines")
+    phone = ada.locator("a.result-phone")
+    expect(phone).to_have_text("+44 20 7946 0958")  # the primary
+    expect(phone).to_have_attribute("href", "tel:+442079460958")
+    expect(ada.locator(".result-tags .chip")).to_have_text(["vip", "maths"])
+
+    page.locator("#q").fill("")
+    type_search(page, "turing")
+    alan = result(page, "Alan Turing")
+    expect(alan.locator(".result-role")).to_have_text("Bletchley Park")
+    expect(alan.locator(".result-phone")).to_have_text("ask at the gate")
+    assert alan.locator("a.result-phone").count() == 0  # no digits: nothing to dial
+
+    page.locator("#q").fill("")
+    type_search(page, "johnson")
+    katherine = result(page, "Katherine Johnson")
+    expect(katherine.locator(".result-email")).to_be_visible()
+    assert katherine.locator(".result-role, .result-phone, .result-tags").count() == 0
+
+    # The contact's page has every number, the location and the tags.
+    page.locator("#q").fill("")
+    type_search(page, "lovelace")
+    ada.locator(".result-name").click()
+    detail = page.locator("#detail")
+    expect(detail.locator("a[href^='tel:']")).to_have_text(["+44 20 7946 0958", "020 7946 0000"])
+    expect(detail).to_contain_text("London, UK")
+    expect(detail).to_contain_text("Analytical Engines")
+    expect(detail.locator(".chip")).to_have_text(["vip", "maths"])
+
+
+def test_clicking_a_tag_filters_the_search_until_the_filter_is_removed(
+    site: Site, tagged: str, tab: Tab
+) -> None:
+    page = tab.page
+    searched: list[str] = []
+    page.on("request", lambda request: searched.append(request.url))
+    page.goto(site.url)
+    type_search(page, "pioneer")
+    everyone = ["Ada Lovelace", "Grace Hopper", "Alan Turing", "Katherine Johnson"]
+    expect(result_names(page)).to_have_text(everyone)
+    filters = page.locator("#filters")
+    expect(filters).to_be_hidden()
+
+    result(page, "Ada Lovelace").get_by_role("button", name="vip").click()
+    expect(filters).to_be_visible()
+    expect(filters.locator(".chip-filter")).to_have_text(["vip×"])
+    expect(result_names(page)).to_have_text(["Ada Lovelace", "Grace Hopper"])
+    assert page.url.endswith("#/?q=pioneer&tag=vip")
+    assert any("/api/v1/search?" in url and "tag=vip" in url for url in searched)
+
+    # A second tag narrows further: every tag must be present.
+    result(page, "Ada Lovelace").get_by_role("button", name="maths").click()
+    expect(filters.locator(".chip-filter")).to_have_text(["vip×", "maths×"])
+    expect(result_names(page)).to_have_text(["Ada Lovelace"])
+
+    # Without text, the filters list every contact that has the tags.
+    with page.expect_response(lambda r: "/api/v1/contacts?" in r.url and "tag=maths" in r.url):
+        page.locator("#q").fill("")
+    expect(result_names(page)).to_have_text(["Ada Lovelace"])
+    expect(page.locator("#status")).to_have_text("1 contact found")
+
+    page.get_by_role("button", name="Remove the tag filter “vip”").click()
+    expect(filters.locator(".chip-filter")).to_have_text(["maths×"])
+    expect(result_names(page)).to_have_text(["Ada Lovelace", "Alan Turing"])
+    expect(page.get_by_role("button", name="Remove the tag filter “maths”")).to_be_focused()
+
+    page.keyboard.press("Enter")  # the focused filter's button: removes it
+    expect(filters).to_be_hidden()
+    expect(page.locator("#idle")).to_be_visible()
+    expect(page.locator("#q")).to_be_focused()
+
+
+def test_a_tag_link_opened_directly_lists_the_tagged_contacts(
+    site: Site, tagged: str, tab: Tab
+) -> None:
+    page = tab.page
+    page.goto(f"{site.url}/#/?tag=navy")
+    expect(result_names(page)).to_have_text(["Grace Hopper"])
+    expect(page.locator("#filters .chip-filter")).to_have_text(["navy×"])
+    expect(page.locator("#status")).to_have_text("1 contact found")
+
+    # From a contact's page, a tag goes to every contact that has it.
+    result_names(page).first.click()
+    page.locator("#detail .chip", has_text="vip").click()
+    expect(result_names(page)).to_have_text(["Ada Lovelace", "Grace Hopper"])
+    expect(page.locator("#filters .chip-filter")).to_have_text(["vip×"])
+
+    page.goto(f"{site.url}/#/?q=turing&tag=navy")
+    state = page.locator("#state")
+    expect(state).to_contain_text("Nothing matches “turing” among the contacts tagged “navy”")
+    page.get_by_role("button", name="Search without the tag").click()
+    expect(result_names(page)).to_have_text(["Alan Turing"])
+    expect(page.locator("#filters")).to_be_hidden()

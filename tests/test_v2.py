@@ -53,6 +53,34 @@ def test_v2_result_is_exactly_what_v1_answers(api, params):
     assert v2["result"] == v1.json()
 
 
+TAGGED = (
+    "First Name,Last Name,Email,Company,Tags\n"
+    "Tom,Brooks,tom.brooks@northwind.example,Northwind,vip;EMEA\n"
+    "Tim,Brooks,tim.brooks@northwind.example,Northwind,EMEA\n"
+    "Ann,Brooks,ann.brooks@lumen.example,Lumen,vip\n"
+)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"text": "brooks", "tag": "vip"},
+        {"text": "brooks", "tag": ["vip", "emea"]},
+        {"text": "brooks", "company": "northwind"},
+        {"text": "brooks", "tag": "emea", "company": "Northwind", "limit": 1},
+        {"text": "brooks", "tag": "nobody has this"},
+    ],
+)
+def test_v2_filters_exactly_as_v1(api, db_url, write_csv, params):
+    import_csv(db_url, write_csv(TAGGED))
+    v1 = api.get("/api/v1/search", params=params)
+    v2 = search_v2(api, **params)
+
+    assert v2["status"] == "SUCCESS", v2
+    assert v2["result"] == v1.json()
+    assert (v2["result"] == []) == (params.get("tag") == "nobody has this")
+
+
 def test_v2_accepts_post_as_well_as_get(api):
     v1 = api.get("/api/v1/search", params={"text": "Tom Brooks"}).json()
 

@@ -314,9 +314,11 @@ def import_command(
 ) -> None:
     """Import a contacts CSV now; print rows read, inserted, updated and skipped.
 
-    Columns are matched loosely (`First Name`, `first_name`, `e-mail`, `Email (work)`...);
-    other columns are ignored. Importing the same file twice changes nothing. Exit 2, with
-    nothing written, when the file cannot be used.
+    Columns are matched loosely (`First Name`, `first_name`, `e-mail`, `Email (work)`,
+    `Phone`, `Mobile`, `Job Title`, `Organization`, `City`, `Tags`...); other columns are
+    ignored. Rows with more cells than the header and emails that are not addresses are
+    listed with their line numbers (such an email is not imported). Importing the same
+    file twice changes nothing. Exit 2, with nothing written, when the file cannot be used.
 
     Example: `contactbook import ~/Downloads/nimble-contacts.csv`
     """
@@ -347,6 +349,7 @@ def import_command(
         ("updated", summary.updated),
         ("unchanged", summary.unchanged),
         ("skipped", len(summary.skipped)),
+        ("problems", summary.problem_count),
     ):
         table.add_row(label, str(value))
     out.print(table)
@@ -359,6 +362,10 @@ def import_command(
         out.print(f"  skipped line {row.line}: {row.reason}", highlight=False)
     if len(summary.skipped) > len(shown):
         out.print(f"  … and {len(summary.skipped) - len(shown)} more skipped rows")
+    for problem in summary.problems[:20]:
+        out.print(f"  line {problem.line}: {problem.problem}", highlight=False)
+    if summary.problem_count > 20:
+        out.print(f"  … and {summary.problem_count - 20} more problems (see import_runs)")
 
 
 class _ImportProgress:
@@ -405,9 +412,9 @@ class _ImportProgress:
 def search(
     text: Annotated[str, typer.Argument(help="What to find.", show_default=False)],
     limit: Annotated[int, typer.Option(min=1, max=100, help="How many results.")] = 20,
-    tag: Annotated[
+    tags: Annotated[
         list[str] | None,
-        typer.Option("--tag", help="Only contacts with this tag (repeat: all must be present)."),
+        typer.Option("--tag", help="Only contacts with this tag; repeat for several (all)."),
     ] = None,
     company: Annotated[
         str | None, typer.Option(help="Only contacts of this company (the whole name).")
@@ -417,7 +424,7 @@ def search(
     """Search contacts the same way as `GET /api/v1/search`.
 
     Examples: `contactbook search "tom northwind"`, `contactbook search hendr --json`,
-    `contactbook search smith --tag customer --company "Northwind Traders"`
+    `contactbook search sales --tag vip --tag emea --company "Acme Corp"`
     """
     from rich.table import Table
 
@@ -427,7 +434,7 @@ def search(
     settings = _data_command_settings()
     with _services(settings) as urls, db.connect(urls.database_url) as conn:
         # An unusable text is an InvalidSearch: the command group prints it, exit 2.
-        page = search_contacts(conn, text, limit=limit, tags=tag, company=company)
+        page = search_contacts(conn, text, limit=limit, tags=tags, company=company)
     metrics.record_search(len(page.contacts), source="cli")
     hits = page.contacts
     if as_json:
@@ -475,44 +482,29 @@ def export(
 ) -> None:
     """Write every live contact to stdout (jsonl: one JSON object per line).
 
-    CSV cells that a spreadsheet would run as a formula (starting with =, +, -, @) are
-    prefixed with an apostrophe. `--removed` writes the contacts a full sync removed
-    instead (bring them back with `contactbook undelete`).
+    jsonl has the API's contact fields; CSV has the columns `contactbook import` reads
+    back (phones and tags joined with "; "). CSV cells that a spreadsheet would run as a
+    formula (starting with =, +, -, @) are prefixed with an apostrophe, which the import
+    takes off again. `--removed` writes the contacts a full sync removed instead (bring
+    them back with `contactbook undelete`).
 
     Examples: `contactbook export --format csv --bom > contacts.csv`,
     `contactbook export --removed`
     """
-    import csv
-
     from contactbook import db
+    from contactbook.contacts import export as exporter
     from contactbook.contacts import removed as removed_contacts
     from contactbook.contacts import repository
-    from contactbook.contacts.schemas import CONTACT_FIELDS
 
     if bom and format is not ExportFormat.csv:
         raise _fail("--bom is for --format csv (a BOM would break JSON lines)", EXIT_UNUSABLE_INPUT)
+    write = exporter.write_csv if format is ExportFormat.csv else exporter.write_jsonl
+    rows = removed_contacts.iter_removed_contacts if removed else repository.iter_live_contacts
     settings = _data_command_settings()
-    with _services(settings) as urls, db.connect(urls.database_url) as conn:
-        stream = sys.stdout
-        writer = None
-        if format is ExportFormat.csv:
-            if bom:
-                stream.write("\ufeff")
-            writer = csv.writer(stream, lineterminator="\n")
-            writer.writerow(CONTACT_FIELDS)
-        rows = removed_contacts.iter_removed_contacts if removed else repository.iter_live_contacts
-        with conn.transaction():
-            for contact in rows(conn):
-                if writer is None:
-                    stream.write(json.dumps(contact, ensure_ascii=False) + "\n")
-                else:
-                    writer.writerow([_spreadsheet_safe(contact[f]) for f in CONTACT_FIELDS])
-
-
-def _spreadsheet_safe(value: object) -> object:
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
+    with _services(settings) as urls, db.connect(urls.database_url) as conn, conn.transaction():
+        if bom:
+            sys.stdout.write("\ufeff")
+        write(rows(conn), sys.stdout)
 
 
 @app.command()

@@ -34,12 +34,17 @@ SearchText = Annotated[
 ]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Results per page (1-100).")]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Results to skip.")]
-TagFilter = Annotated[
+Tags = Annotated[
     list[str] | None,
-    Query(description="Only contacts with this tag (repeat it: every tag must be present)."),
+    Query(
+        alias="tag",
+        description="Only contacts with this tag (any case); repeat it for several, "
+        "every one must be present.",
+    ),
 ]
-CompanyFilter = Annotated[
-    str | None, Query(description="Only contacts of this company (the whole name, any case).")
+Company = Annotated[
+    str | None,
+    Query(description="Only contacts of this company: the whole name, any case or accents."),
 ]
 
 
@@ -53,15 +58,16 @@ async def search(
     text: SearchText = None,
     limit: Limit = 20,
     offset: Offset = 0,
-    tag: TagFilter = None,
-    company: CompanyFilter = None,
+    tags: Tags = None,
+    company: Company = None,
 ) -> Response:
-    """Contacts matching `text`, best match first. `X-Total-Count` gives all matches.
+    """Contacts matching `text`, best match first, filtered by `tag` and `company`.
+    `X-Total-Count` gives all matches.
 
     A phone number typed any way (`+1 (415) 555-0142`, `4155550142`, its last 7 digits)
     finds its person first.
     """
-    request = prepare_search(text, limit=limit, offset=offset, tags=tag, company=company)
+    request = prepare_search(text, limit=limit, offset=offset, tags=tags, company=company)
     async with pool.connection() as conn:
         page = await search_contacts_async(conn, request)
     metrics.record_search(len(page.contacts), source="v1")
@@ -79,17 +85,32 @@ Removed = Annotated[
 
 @router.get("/contacts", response_model=list[Contact])
 def list_contacts(
-    pool: Pool, response: Response, limit: Limit = 20, offset: Offset = 0, removed: Removed = False
+    pool: Pool,
+    response: Response,
+    limit: Limit = 20,
+    offset: Offset = 0,
+    tags: Tags = None,
+    company: Company = None,
+    removed: Removed = False,
 ) -> list[dict]:
-    """Live contacts (or, with `removed=true`, removed ones) in id order. `X-Total-Count`
-    gives how many there are."""
+    """Live contacts in id order, filtered by `tag` and `company` (or, with
+    `removed=true`, the removed ones). `X-Total-Count` gives how many there are (above
+    10,000 matches of a filter, PostgreSQL's estimate)."""
+    tags, company = repository.clean_filters(tags, company)
     if removed:
+        if tags or company:
+            raise HTTPException(
+                422, "removed=true lists every removed contact: leave out tag and company"
+            )
         with pool.connection() as conn:
             response.headers["X-Total-Count"] = str(removed_contacts.count_removed_contacts(conn))
             return removed_contacts.list_removed_contacts(conn, limit=limit, offset=offset)
     with pool.connection() as conn:
-        response.headers["X-Total-Count"] = str(repository.count_live_contacts(conn))
-        return repository.list_contacts(conn, limit=limit, offset=offset)
+        listed = repository.list_contacts(
+            conn, limit=limit, offset=offset, tags=tags, company=company
+        )
+    response.headers["X-Total-Count"] = str(listed.total)
+    return listed.contacts
 
 
 @router.get(

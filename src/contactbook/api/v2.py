@@ -2,8 +2,8 @@
 
 Submit with `GET` or `POST /api/v2/search?text=` (202 and a task id), then poll
 `GET /api/v2/search/status/{task_id}` until `SUCCESS`: its `result` is exactly the list
-v1 answers for the same text, limit and offset. Bad input is refused with 422 at once,
-never turned into a failed task. Ids are remembered for as long as results are kept
+v1 answers for the same text, limit, offset, tags and company. Bad input is refused with
+422 at once, never turned into a failed task. Ids are remembered for as long as results are kept
 (SEARCH_RESULT_EXPIRES, an hour by default); after that, or for an id this service
 never issued, the status is 404.
 """
@@ -19,9 +19,9 @@ from pydantic import BaseModel, Field
 
 from contactbook import tasks
 from contactbook.api.deps import Reader
-from contactbook.api.v1 import CompanyFilter, Limit, Offset, SearchText, TagFilter
+from contactbook.api.v1 import Company, Limit, Offset, SearchText, Tags
 from contactbook.contacts.schemas import SearchHit
-from contactbook.contacts.search import validate_search
+from contactbook.contacts.search import prepare_search, validate_search
 
 router = APIRouter(prefix="/api/v2", dependencies=[Reader], tags=["v2"])
 
@@ -72,11 +72,14 @@ def submit_search(
     text: SearchText = None,
     limit: Limit = 20,
     offset: Offset = 0,
-    tag: TagFilter = None,
-    company: CompanyFilter = None,
+    tags: Tags = None,
+    company: Company = None,
 ) -> TaskAccepted:
-    """Queue a search for `text` (and the filters); the answer names the task to poll."""
+    """Queue a search for `text` (filtered by `tag` and `company`, as in v1); the answer
+    names the task to poll."""
+    # Refused here exactly as v1 refuses it (422), never turned into a failed task.
     text = validate_search(text, limit, offset)
+    request = prepare_search(text, limit=limit, offset=offset, tags=tags, company=company)
     task_id = tasks.submit(
         celery,
         tasks.SEARCH_TASK,
@@ -84,8 +87,8 @@ def submit_search(
         text=text,
         limit=limit,
         offset=offset,
-        tags=tag or [],
-        company=company,
+        tags=request.tags,
+        company=request.company,
     )
     return TaskAccepted(task_id=task_id)
 

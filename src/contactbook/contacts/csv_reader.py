@@ -40,19 +40,39 @@ What it accepts (the "CSV input" contract in DESIGN.md):
   last_name     last name, lastname, last, surname, family name
   email         email, e-mail, email address, e-mail address, mail address
   description   description, bio, biography, about
+  phones        phone, phones, phone number, telephone, mobile, mobile phone,
+                cell phone, work phone, home phone (``phone (work)`` is phone)
+  title         title, job title
+  company       company, company name, organization, organisation
+  tags          tags, tag
+  location      location; else city and country (``"City, Country"``)
   ============  ===============================================================
 
   "notes" is deliberately *not* a description: in CRM exports it holds call
   notes, not a profile. Other columns are ignored and listed once in
   :attr:`ContactsCsv.ignored_columns`; when two columns mean the same field the
-  first one is used and the second is listed as ignored.
+  first one is used and the second is listed as ignored, except phones: every
+  phone column is read, and the numbers are kept in column order (the first is
+  the primary).
 * **Rows**: values are stripped of surrounding whitespace and an empty value
-  becomes ``None``. Extra cells beyond the header are ignored, missing cells
-  are ``None``. A row without any of the four fields (including a blank line)
-  is yielded as a :class:`SkippedRow` with its line number. Nothing else is
-  judged: an email that does not look like an address and a cell starting
-  with ``=``, ``+``, ``-`` or ``@`` are kept exactly as written, because the
-  import must never lose data.
+  becomes ``None``. Missing cells are ``None``. A phone cell may hold several
+  numbers separated by semicolons (how ``contactbook export`` writes them); a
+  number is kept once (two spellings with the same digits are one number). A
+  tags cell holds several tags separated by semicolons, or by commas when it has
+  no semicolon (so a tag may contain a comma when the tags are separated by
+  semicolons, as ``contactbook export`` writes them); each tag is kept once. A
+  row without any of the known fields (including a blank line) is yielded as a
+  :class:`SkippedRow` with its line number.
+* **Problems** (:attr:`CsvContact.problems`): a row with more (non-blank) cells
+  than the header usually had an unquoted comma that shifted every later cell;
+  it is read as the header says and reported. An email cell that is not an
+  address ("EMEA", "a@b@c") is reported and *not* stored: the row is read without
+  it, so it can never link the row to another contact (a row left with nothing
+  else is skipped). Nothing else is judged: a cell starting with ``=``, ``+``,
+  ``-`` or ``@`` is kept exactly as written, because the import must never lose
+  data (the export neutralises formulas on the way out). An apostrophe before such a
+  first character is the mark that neutralising leaves (see :data:`FORMULA_STARTS`):
+  it is taken off.
 
 Line numbers are physical lines of the file (the header is usually line 1); a
 record whose quoted field spans several lines is reported at the line where it
@@ -71,11 +91,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Protocol, Self
+from typing import IO, NamedTuple, Protocol, Self
 
 __all__ = [
     "FIELDS",
     "FIELD_SIZE_LIMIT",
+    "FORMULA_STARTS",
     "LINE_SIZE_LIMIT",
     "NO_KNOWN_FIELDS",
     "ContactsCsv",
@@ -83,22 +104,35 @@ __all__ = [
     "SkippedRow",
     "UnusableCsvError",
     "field_for_header",
+    "split_tags",
 ]
 
-FIELDS = ("first_name", "last_name", "email", "description")
-"""The known fields, in the order a CSV usually has them."""
+FIELDS = (
+    "first_name",
+    "last_name",
+    "email",
+    "description",
+    "phones",
+    "title",
+    "company",
+    "location",
+    "tags",
+)
+"""The fields of a :class:`CsvContact`, in the order a CSV usually has them."""
 
 FIELD_SIZE_LIMIT = 1024 * 1024
 """Longest field accepted, in characters. A larger one means the file is not a
 contacts CSV, or an unclosed quote swallowed the rest of the file."""
 
 LINE_SIZE_LIMIT = 4 * FIELD_SIZE_LIMIT
-"""Longest physical line accepted, in characters: room for the four known fields at
-their limit. Lines are read with this cap, so a file without line ends (or one endless
-line of short cells, which no field limit catches) is refused after reading this much
+"""Longest physical line accepted, in characters: room for four fields at their limit.
+Lines are read with this cap, so a file without line ends (or one endless line of short
+cells, which no field limit catches) is refused after reading this much
 rather than loaded whole: a 100 MB line would otherwise take over 1 GB of memory."""
 
-NO_KNOWN_FIELDS = "no first name, last name, email or description"
+NO_KNOWN_FIELDS = (
+    "no first name, last name, email, description, phone, title, company, location or tags"
+)
 """The reason given for a skipped row (a blank line included)."""
 
 SAVE_AS_UTF8 = "save it as UTF-8 (in Excel: File > Save As > CSV UTF-8) and import again"
@@ -111,8 +145,48 @@ _HEADER_NAMES = {
     "last_name": ("lastname", "last", "surname", "familyname"),
     "email": ("email", "emailaddress", "mailaddress"),
     "description": ("description", "bio", "biography", "about"),
+    "phones": (
+        "phone",
+        "phones",
+        "phonenumber",
+        "telephone",
+        "mobile",
+        "mobilephone",
+        "cellphone",
+        "workphone",
+        "homephone",
+    ),
+    "title": ("title", "jobtitle"),
+    "company": ("company", "companyname", "organization", "organisation"),
+    "tags": ("tags", "tag"),
+    "location": ("location",),
+    "city": ("city",),
+    "country": ("country",),
 }
 _FIELD_BY_HEADER = {name: field for field, names in _HEADER_NAMES.items() for name in names}
+#: The columns read one cell each (every other known column is a phone column), in the
+#: order rows() picks them.
+_ONE_CELL_COLUMNS = (
+    "first_name",
+    "last_name",
+    "email",
+    "description",
+    "title",
+    "company",
+    "tags",
+    "location",
+    "city",
+    "country",
+)
+# An address: something, one @, a domain with a dot; no spaces. Deliberately loose (what
+# mail servers accept is looser still); it tells "EMEA" or "a@b@c" from an address.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What a spreadsheet runs as a formula. ``contactbook export`` puts an apostrophe before
+a cell starting with one of these (spreadsheets show such a cell as text and hide the
+apostrophe); the reader takes it off, so an exported file imports back unchanged."""
+
+_ADDRESS = re.compile(r"[^@\s]+@[^@\s.][^@\s]*\.[^@\s]*[^@\s.]")
+_NOT_DIGITS = re.compile(r"[^0-9]")
 _QUALIFIER = re.compile(r"\([^)]*\)|\[[^\]]*\]")
 _SEPARATORS = re.compile(r"[\W_]+")
 _EXCEL_SEP_LINE = re.compile(r"sep=(.)\s*$", re.IGNORECASE)
@@ -123,15 +197,27 @@ class UnusableCsvError(Exception):
     """The file cannot be imported at all; the message says why and what to do."""
 
 
-@dataclass(frozen=True, slots=True)
-class CsvContact:
-    """One contact read from the file: values stripped, empty ones ``None``."""
+class CsvContact(NamedTuple):
+    """One contact read from the file: values stripped, empty ones ``None``.
+
+    A named tuple rather than a frozen dataclass: one is made per row, and a frozen
+    dataclass of eleven fields took four times as long to make (a third of the
+    reader's time)."""
 
     line: int
     first_name: str | None
     last_name: str | None
     email: str | None
     description: str | None
+    #: Every number, in column order (the first is the primary).
+    phones: tuple[str, ...] = ()
+    title: str | None = None
+    company: str | None = None
+    #: The location column, else "City, Country" from those columns.
+    location: str | None = None
+    tags: tuple[str, ...] = ()
+    #: What was wrong with the row (it is imported all the same, see the module docs).
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -140,10 +226,13 @@ class SkippedRow:
 
     line: int
     reason: str
+    #: What else was wrong with it (as for :attr:`CsvContact.problems`).
+    problems: tuple[str, ...] = ()
 
 
 def field_for_header(header: str) -> str | None:
-    """The known field a header names (``"E-mail (work)"`` -> ``"email"``), or ``None``."""
+    """The known column a header names (``"E-mail (work)"`` -> ``"email"``, ``"Mobile"`` ->
+    ``"phones"``, ``"City"`` -> ``"city"``), or ``None``."""
     key = _SEPARATORS.sub("", _QUALIFIER.sub("", header).casefold())
     return _FIELD_BY_HEADER.get(key)
 
@@ -167,8 +256,9 @@ class ContactsCsv:
         delimiter: str,
         header_line: int,
         columns: dict[str, str],
-        indexes: dict[str, int],
+        indexes: dict[str, list[int]],
         ignored_columns: list[str],
+        width: int,
     ) -> None:
         self.name = name
         self.size = size
@@ -180,6 +270,7 @@ class ContactsCsv:
         self._text = text
         self._reader = reader
         self._indexes = indexes
+        self._width = width
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, display_name: str | None = None) -> Self:
@@ -210,7 +301,17 @@ class ContactsCsv:
             text.close()
             raise
         return cls(
-            name, binary, text, reader, size, delimiter, header_line, columns, indexes, ignored
+            name,
+            binary,
+            text,
+            reader,
+            size,
+            delimiter,
+            header_line,
+            columns,
+            indexes,
+            ignored,
+            len(header),
         )
 
     def rows(self) -> Iterator[CsvContact | SkippedRow]:
@@ -221,38 +322,61 @@ class ContactsCsv:
         byte in a known column. Iterate once: a second call goes on from where
         the first stopped.
         """
-        # The hot loop of every import: one itemgetter call picks the known
-        # cells, and a short row is padded rather than checked cell by cell.
-        slots = [field for field in FIELDS if field in self._indexes]
-        where = [self._indexes[field] for field in slots]
+        # The hot loop of every import: one itemgetter call picks the known cells (the
+        # original four first, then the other one-cell columns, then every phone column),
+        # a short row is padded rather than checked cell by cell, and a file with only the
+        # original four columns pays for nothing else.
+        slots = [column for column in _ONE_CELL_COLUMNS if column in self._indexes]
+        where = [self._indexes[column][0] for column in slots] + self._indexes.get("phones", [])
         pick = _cell_picker(where)
-        width = max(where) + 1
-        every_field = len(slots) == len(FIELDS)
-        positions = [FIELDS.index(field) for field in slots]
-        padding = [""] * width
+        needed = max(where) + 1
+        padding = [""] * needed
+        width = self._width
+        positions = [FIELDS.index(column) for column in slots if column in FIELDS[:4]]
+        four = len(positions)
+        every_original = positions == [0, 1, 2, 3]
+        more_slots = slots[four:] if len(where) > four else None
         reader = self._reader
         ended = reader.line_num  # csv counts lines read so far: a record starts one later
         try:
             for row in reader:
                 line, ended = ended + 1, reader.line_num
-                if len(row) < width:
+                longer = len(row) > width and any(cell.strip() for cell in row[width:])
+                if len(row) < needed:
                     row += padding
                 cells = pick(row)
-                if "\x00" in "".join(cells):  # PostgreSQL text cannot hold it
+                joined = "".join(cells)
+                if "\x00" in joined:  # PostgreSQL text cannot hold it
                     raise UnusableCsvError(
                         f"{self.name} line {line} holds a NUL byte, so it is not a text CSV: "
-                        "export the contacts as CSV again and import that file"
+                        "export the contacts as CSV and import that file"
                     )
                 values = [cell.strip() or None for cell in cells]
-                if not any(values):
-                    yield SkippedRow(line, NO_KNOWN_FIELDS)
-                elif every_field:
-                    yield CsvContact(line, *values)
+                if "'" in joined:
+                    values = [_without_formula_guard(value) for value in values]
+                if every_original:
+                    first, last, email, bio = values[:4]
                 else:
-                    full: list[str | None] = [None, None, None, None]
-                    for position, value in zip(positions, values, strict=True):
-                        full[position] = value
-                    yield CsvContact(line, *full)
+                    original: list[str | None] = [None, None, None, None]
+                    for position, value in zip(positions, values, strict=False):
+                        original[position] = value
+                    first, last, email, bio = original
+                more = None
+                if more_slots is not None:
+                    named = dict(zip(more_slots, values[four:], strict=False))
+                    more = _more_fields(named, values[len(slots) :])
+                problems: tuple[str, ...] = ()
+                if longer:
+                    problems = (_longer_row(row, width),)
+                if email is not None and not _ADDRESS.fullmatch(email):
+                    problems += (f"the email {_shown(email)} is not an address: not imported",)
+                    email = None
+                if more is not None and any(more):
+                    yield CsvContact(line, first, last, email, bio, *more, problems=problems)
+                elif first or last or email or bio:
+                    yield CsvContact(line, first, last, email, bio, problems=problems)
+                else:
+                    yield SkippedRow(line, NO_KNOWN_FIELDS, problems)
         except (UnicodeDecodeError, csv.Error) as error:
             raise _unusable(self.name, Path(self._text.name), error, ended + 1) from error
 
@@ -300,6 +424,55 @@ def _bounded_lines(name: str, text: io.TextIOWrapper) -> Iterator[str]:
         yield line
 
 
+def _without_formula_guard(value: str | None) -> str | None:
+    if value is not None and value[:1] == "'" and value[1:2] in FORMULA_STARTS:
+        return value[1:]
+    return value
+
+
+def _more_fields(named: dict[str, str | None], phone_cells: list[str | None]) -> tuple:
+    """(phones, title, company, location, tags) from a row's picked cells."""
+    location = named.get("location")
+    if location is None:
+        location = ", ".join(filter(None, (named.get("city"), named.get("country")))) or None
+    tags = split_tags(named.get("tags"))
+    return _phones(phone_cells), named.get("title"), named.get("company"), location, tags
+
+
+def _phones(cells: list[str | None]) -> tuple[str, ...]:
+    numbers: dict[str, str] = {}
+    for cell in cells:
+        if cell is not None:
+            for part in cell.split(";"):
+                number = part.strip()
+                if number:
+                    numbers.setdefault(_NOT_DIGITS.sub("", number) or number, number)
+    return tuple(numbers.values())
+
+
+def split_tags(cell: str | None) -> tuple[str, ...]:
+    """The tags of one cell: separated by semicolons, or by commas when it has none."""
+    if cell is None:
+        return ()
+    parts = cell.split(";" if ";" in cell else ",")
+    return tuple(dict.fromkeys(tag for tag in (part.strip() for part in parts) if tag))
+
+
+def _longer_row(row: list[str], width: int) -> str:
+    extra = [cell.strip() for cell in row[width:]]
+    first = next(cell for cell in extra if cell)
+    cells = "cell" if len(extra) == 1 else "cells"
+    return (
+        f"{len(extra)} more {cells} than the header (from {_shown(first)}): an unquoted "
+        "comma shifts the cells after it; quote that value and import again"
+    )
+
+
+def _shown(value: str) -> str:
+    """A value quoted for a message, cut short."""
+    return repr(value if len(value) <= 60 else value[:57] + "...")
+
+
 def _cell_picker(indexes: list[int]) -> Callable[[list[str]], tuple[str, ...]]:
     """Like ``itemgetter(*indexes)``, but a tuple even for one index."""
     if len(indexes) == 1:
@@ -329,16 +502,17 @@ def _read_header(
 
 def _match_columns(
     name: str, header: list[str], header_line: int
-) -> tuple[dict[str, str], dict[str, int], list[str]]:
-    """Known field -> header as written, known field -> index, and the ignored headers."""
+) -> tuple[dict[str, str], dict[str, list[int]], list[str]]:
+    """Known column -> header as written, known column -> indexes (several for phones
+    only), and the ignored headers."""
     columns: dict[str, str] = {}
-    indexes: dict[str, int] = {}
+    indexes: dict[str, list[int]] = {}
     ignored: list[str] = []
     for index, written in enumerate(header):
         field = field_for_header(written)
-        if field is not None and field not in columns:
-            columns[field] = written
-            indexes[field] = index
+        if field == "phones" or (field is not None and field not in columns):
+            columns.setdefault(field, written)
+            indexes.setdefault(field, []).append(index)
         elif written.strip():
             ignored.append(written)
         else:
@@ -463,5 +637,5 @@ def _no_known_column_message(name: str, header: list[str], line: int) -> str:
     return (
         f"{name} has no usable header: line {line} reads {shown} and {why}. "
         "Put a header row first naming at least one of: first name, last name, "
-        "email, description; then import again"
+        "email, description, phone, title, company, tags, location; then import again"
     )

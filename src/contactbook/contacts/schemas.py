@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-CONTACT_FIELDS = ("id", "nimble_id", "first_name", "last_name", "email", "description")
-
 
 class Contact(BaseModel):
     id: int

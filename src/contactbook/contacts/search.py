@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from contactbook.contacts.repository import clean_filters
 from contactbook.errors import UnusableInput
 
 MAX_TEXT_LENGTH = 200
@@ -111,29 +112,19 @@ def prepare_search(
     """Check the input (InvalidSearch says what to change) and split it into words."""
     text = validate_search(text, limit, offset)
     words = parse_words(text)
-    tags = [_filter_value("tag", tag) for tag in tags or []]
+    tags, company = clean_filters(tags, company)
     if len(tags) > MAX_TAGS:
         raise InvalidSearch(f"give at most {MAX_TAGS} tags, not {len(tags)}")
-    company = _filter_value("company", company) if company is not None else None
     return SearchRequest(
         text=words.text,
         words=words.positive,
         excluded=words.excluded,
         limit=limit,
         offset=offset,
-        tags=[tag for tag in tags if tag],
-        company=company or None,
+        tags=tags,
+        company=company,
         phone=phone_digits(text),
     )
-
-
-def _filter_value(name: str, value: str) -> str:
-    value = value.replace("\x00", " ").strip()  # PostgreSQL text cannot hold NUL
-    if len(value) > MAX_TEXT_LENGTH:
-        raise InvalidSearch(
-            f"{name} is {len(value)} characters long; use at most {MAX_TEXT_LENGTH}"
-        )
-    return value
 
 
 def search_contacts(

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import httpx
 
 from contactbook import __version__
+from contactbook.nimble import fields as nimble_fields
 from contactbook.nimble.errors import (
     NimbleAuthError,
     NimbleError,
@@ -41,8 +42,8 @@ logger = logging.getLogger(__name__)
 
 CONTACTS_PATH = "/api/v1/contacts"
 CONTACT_PATH = "/api/v1/contact/{nimble_id}"
-#: The Nimble fields we keep, in the spelling the API uses.
-FIELDS = ("first name", "last name", "email", "description")
+#: The Nimble fields we ask for (``tags`` come with every resource, outside ``fields``).
+FIELDS = nimble_fields.FIELDS
 DEFAULT_PER_PAGE = 100
 DEFAULT_CONCURRENCY = 4
 
@@ -62,6 +63,19 @@ class RemoteContact:
     emails: tuple[str, ...]
     description: str | None
     updated: datetime | None
+    #: Every number, in Nimble's order (the primary first).
+    phones: tuple[str, ...] = ()
+    title: str | None = None
+    company: str | None = None
+    #: "City, Country" of the first address that has either.
+    location: str | None = None
+    #: The text of each tag, in Nimble's order.
+    tags: tuple[str, ...] = ()
+
+    @property
+    def phone(self) -> str | None:
+        """The primary number."""
+        return self.phones[0] if self.phones else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,12 +264,16 @@ class NimbleClient:
 
         path = CONTACT_PATH.format(nimble_id=nimble_id)
         return self._get(
-            path, {"fields": ",".join(FIELDS)}, parse, threading.Event(), missing_ok=True
+            path, {"fields": ",".join(FIELDS), "tags": 1}, parse, threading.Event(), missing_ok=True
         )
 
     def list_params(self, updated_since: datetime | None = None) -> dict[str, str | int]:
         """The query parameters of the listing (without ``page``)."""
-        params: dict[str, str | int] = {"fields": ",".join(FIELDS), "per_page": self.per_page}
+        params: dict[str, str | int] = {
+            "fields": ",".join(FIELDS),
+            "tags": 1,
+            "per_page": self.per_page,
+        }
         if updated_since is None:
             params["record_type"] = "person"
         else:
@@ -439,33 +457,22 @@ def parse_resource(resource: Any) -> RemoteContact | None:
     fields = resource.get("fields")
     if not isinstance(fields, dict):
         fields = {}
-    emails = tuple(dict.fromkeys(_values(fields, "email")))
+    emails = tuple(dict.fromkeys(nimble_fields.texts(fields, "email")))
+    title, company = nimble_fields.title_and_company(fields)
     return RemoteContact(
         nimble_id=nimble_id,
-        first_name=_first(fields, "first name"),
-        last_name=_first(fields, "last name"),
+        first_name=nimble_fields.first_text(fields, "first name"),
+        last_name=nimble_fields.first_text(fields, "last name"),
         email=emails[0] if emails else None,
         emails=emails,
-        description=_first(fields, "description"),
+        description=nimble_fields.first_text(fields, "description"),
         updated=_parse_time(resource.get("updated")),
+        phones=nimble_fields.phones(fields),
+        title=title,
+        company=company,
+        location=nimble_fields.location(fields),
+        tags=nimble_fields.tags(resource),
     )
-
-
-def _values(fields: dict[str, Any], name: str) -> Iterator[str]:
-    entries = fields.get(name)
-    if not isinstance(entries, list):
-        return
-    for entry in entries:
-        value = entry.get("value") if isinstance(entry, dict) else None
-        if isinstance(value, str):
-            # PostgreSQL text cannot hold NUL; nothing a person typed needs it.
-            cleaned = value.replace("\x00", "").strip()
-            if cleaned:
-                yield cleaned
-
-
-def _first(fields: dict[str, Any], name: str) -> str | None:
-    return next(_values(fields, name), None)
 
 
 def _parse_time(value: Any) -> datetime | None:

@@ -6,6 +6,11 @@ It speaks the same HTTP as Nimble for what Contact Book uses: the paged listing
 ``GET /api/v1/contact/{id}``, Bearer authentication and Nimble-like error bodies
 (``{"message", "code"}``; 401, 409 with code 245, 500 with code 107).
 
+Records carry their values the way Nimble's fields reference documents them (see
+``contactbook.nimble.fields``): several ``phone`` values with modifiers, ``address`` and
+``contact employment`` values as JSON text, the deprecated ``title`` and ``parent
+company``, and ``tags`` (``[{"tag", "id"}]``, left out with ``tags=0``).
+
 Tests steer it through admin endpoints (no authentication, so never expose a
 simulator to a network you do not trust) or the same calls in process on
 ``app.state.simulator``:
@@ -23,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import csv
+import hashlib
 import hmac
 import json
 import logging
@@ -158,18 +164,44 @@ def _field(name: str, value: str, modifier: str = "") -> dict[str, str]:
     return {"value": value, "modifier": modifier, "label": name}
 
 
-def person_resource(
+#: The modifiers Nimble documents for ``phone``, in the order generated numbers take them.
+PHONE_MODIFIERS = ("work", "mobile", "home", "main", "other", "work fax", "home fax")
+ADDRESS_MODIFIERS = ("work", "home", "other")
+
+Phone = str | tuple[str, str]
+"""A number, or (number, modifier) (a two-item list in JSON)."""
+
+
+def _bson_id(text: str) -> str:
+    """A stable 24-hex-digit id for a tag or a company named ``text``, as Nimble gives."""
+    return hashlib.md5(text.encode("utf-8")).hexdigest()[:24]
+
+
+def _encoded(value: dict[str, Any] | str) -> str:
+    """A structured value as Nimble sends it: JSON text (a string is sent as it is)."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def person_fields(
     *,
     first_name: str | None = None,
     last_name: str | None = None,
     emails: Sequence[str] = (),
     description: str | None = None,
-    nimble_id: str | None = None,
-    record_type: str = "person",
-    created: datetime | None = None,
-    updated: datetime | None = None,
-) -> dict[str, Any]:
-    """A record in Nimble's shape. Absent values are absent fields, as in Nimble."""
+    phones: Sequence[Phone] = (),
+    title: str | None = None,
+    parent_company: str | None = None,
+    employments: Sequence[dict[str, Any] | str] = (),
+    addresses: Sequence[dict[str, Any] | str] = (),
+) -> dict[str, list[dict[str, str]]]:
+    """The ``fields`` of a record, in Nimble's shape. Absent values are absent fields.
+
+    ``employments`` are ``contact employment`` values (``{company_name, title,
+    start_date, end_date, is_present}``) and ``addresses`` are ``{street, city, state,
+    zip, country}``: both are sent JSON-encoded, as Nimble does; a string is sent as it
+    is (to imitate a malformed value). ``title`` and ``parent_company`` are the
+    deprecated fields.
+    """
     fields: dict[str, list[dict[str, str]]] = {}
     if first_name is not None:
         fields["first name"] = [_field("first name", first_name)]
@@ -182,13 +214,53 @@ def person_resource(
         ]
     if description is not None:
         fields["description"] = [_field("description", description, "other")]
+    if phones:
+        fields["phone"] = [
+            _field("phone", *phone)
+            if isinstance(phone, tuple | list)
+            else _field("phone", phone, PHONE_MODIFIERS[i % len(PHONE_MODIFIERS)])
+            for i, phone in enumerate(phones)
+        ]
+    if title is not None:
+        fields["title"] = [_field("title", title)]
+    if parent_company is not None:
+        entry = _field("parent company", parent_company)
+        fields["parent company"] = [{**entry, "extra_value": _bson_id(parent_company)}]
+    if employments:
+        fields["contact employment"] = [
+            _field("contact employment", _encoded(job)) for job in employments
+        ]
+    if addresses:
+        fields["address"] = [
+            _field("address", _encoded(address), ADDRESS_MODIFIERS[min(i, 2)])
+            for i, address in enumerate(addresses)
+        ]
+    return fields
+
+
+def tag_list(tags: Sequence[str]) -> list[dict[str, str]]:
+    """A resource's ``tags``: ``[{"tag", "id"}]``."""
+    return [{"tag": tag, "id": _bson_id(tag)} for tag in tags]
+
+
+def person_resource(
+    *,
+    nimble_id: str | None = None,
+    record_type: str = "person",
+    created: datetime | None = None,
+    updated: datetime | None = None,
+    tags: Sequence[str] = (),
+    **fields: Any,
+) -> dict[str, Any]:
+    """A record in Nimble's shape; ``fields`` are those of :func:`person_fields`."""
     moment = updated or _now()
     return {
         "id": nimble_id or _new_id(random),
         "record_type": record_type,
         "created": _stamp(created or moment),
         "updated": _stamp(moment),
-        "fields": fields,
+        "fields": person_fields(**fields),
+        "tags": tag_list(tags),
     }
 
 
@@ -294,9 +366,13 @@ def generate_contacts(
     people take their name and email from the contacts CSV at ``csv_path`` (the shipped
     sample by default): half with the same address, a quarter with it in upper case, a
     quarter with it as their *second* address. Others have several addresses, a few
-    lack an email, a last name or a description, and names come in many scripts.
+    lack an email, a last name or a description, and names come in many scripts. Most
+    have phones (several, with modifiers), an employment (the ``contact employment``
+    field, the deprecated ``title`` and ``parent company``, or both), a JSON address and
+    some tags.
     """
     rng = random.Random(seed)
+    extra = random.Random(f"{seed} fields")
     csv_people = _csv_people(csv_path) if csv_path else []
     rng.shuffle(csv_people)
     shared = csv_people[: int(n * shared_fraction)]
@@ -338,7 +414,8 @@ def generate_contacts(
         elif rng.random() < 0.03:
             emails = []
         note = rng.choice(_NOTES)
-        description: str | None = f"{rng.choice(_TITLES)} at {rng.choice(_COMPANIES)}. {note}"
+        title, employer = rng.choice(_TITLES), rng.choice(_COMPANIES)
+        description: str | None = f"{title} at {employer}. {note}"
         if rng.random() < 0.05:
             description = None
         records.append(
@@ -350,9 +427,87 @@ def generate_contacts(
                 description=description.strip() if description else None,
                 created=created,
                 updated=updated,
+                # A generator of its own, so that the fields above stay what they were
+                # for a seed before these fields existed.
+                **_more_fields(extra, title, employer),
             )
         )
     return records
+
+
+_CITIES = (
+    ("San Francisco", "United States"),
+    ("New York", "United States"),
+    ("London", "United Kingdom"),
+    ("Berlin", "Germany"),
+    ("München", "Germany"),
+    ("Paris", "France"),
+    ("São Paulo", "Brazil"),
+    ("Kraków", "Poland"),
+    ("Tokyo", "Japan"),
+    ("Lagos", "Nigeria"),
+    ("Bengaluru", "India"),
+    ("Reykjavík", "Iceland"),
+)
+_TAGS = (
+    "customer",
+    "prospect",
+    "partner",
+    "investor",
+    "vip",
+    "newsletter",
+    "conference 2024",
+    "EMEA",
+    "renewal Q3",
+    "Früh-Bucher",
+)
+
+
+def _phone_number(rng: random.Random) -> str:
+    area, line = rng.randrange(200, 999), rng.randrange(0, 10_000)
+    style = rng.randrange(4)
+    if style == 0:
+        return f"+1 ({area}) 555-{line:04d}"
+    if style == 1:
+        return f"{area}-555-{line:04d}"
+    if style == 2:
+        return f"+44 20 7946 {line:04d}"
+    return f"+49 30 {rng.randrange(1000, 9999)} {line:04d}"
+
+
+def _job(company: str, title: str, *, start: str) -> dict[str, Any]:
+    """A ``contact employment`` value that is the person's present job."""
+    return {"company_name": company, "title": title, "start_date": start, "is_present": True}
+
+
+def _more_fields(rng: random.Random, title: str, employer: str) -> dict[str, Any]:
+    """Phones, employment (the new field, the deprecated ones or both), addresses and
+    tags for one generated person, as Nimble's people have them."""
+    fields: dict[str, Any] = {}
+    if rng.random() < 0.85:
+        count = rng.choice((1, 1, 2, 2, 3))
+        modifiers = rng.sample(PHONE_MODIFIERS[:5], count)
+        fields["phones"] = [(_phone_number(rng), m) for m in modifiers]
+    style = rng.random()
+    if style < 0.6:
+        jobs = [_job(employer, title, start="03/2021")]
+        if rng.random() < 0.3:
+            earlier = _job(rng.choice(_COMPANIES), rng.choice(_TITLES), start="01/2015")
+            jobs.append({**earlier, "end_date": "02/2021", "is_present": False})
+        fields["employments"] = jobs
+        if rng.random() < 0.5:  # Nimble keeps the deprecated fields too, for older clients
+            fields["title"], fields["parent_company"] = title, employer
+    elif style < 0.85:
+        fields["title"], fields["parent_company"] = title, employer
+    if rng.random() < 0.7:
+        city, country = rng.choice(_CITIES)
+        street = f"{rng.randrange(1, 200)} {rng.choice(('Main', 'High', 'Market'))} Street"
+        zip_code = str(rng.randrange(10**4, 10**5))
+        address = {"street": street, "city": city, "state": "", "zip": zip_code}
+        fields["addresses"] = [{**address, "country": country}]
+    if rng.random() < 0.6:
+        fields["tags"] = rng.sample(_TAGS, rng.choice((1, 1, 2, 3)))
+    return fields
 
 
 # -- state ------------------------------------------------------------------------------
@@ -434,29 +589,27 @@ class SimulatorState:
         return resource
 
     def update_contact(self, nimble_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
-        """Change some fields: ``first_name``, ``last_name``, ``emails`` (a list),
-        ``description``, ``record_type``; ``None`` removes a field. ``fields`` replaces
-        the Nimble fields wholesale. Moves ``updated`` to now."""
+        """Change some values, given as :func:`person_fields` keys (``first_name``,
+        ``emails``, ``phones``, ``employments``, ``addresses``…), ``tags`` or
+        ``record_type``; ``None`` (or an empty list) removes a field. ``fields``
+        replaces the Nimble fields wholesale. Moves ``updated`` to now."""
+        unknown = set(changes) - _FIELD_NAMES.keys() - {"fields", "tags", "record_type"}
+        if unknown:
+            raise ValueError(f"unknown keys: {sorted(unknown)}")
         with self._lock:
             current = self._records.get(nimble_id)
             if current is None:
                 return None
             resource = json.loads(json.dumps(current))
             fields = resource["fields"] if "fields" not in changes else dict(changes["fields"])
-            simple = {"first_name": "first name", "last_name": "last name"}
-            simple |= {"description": "description"}
-            for key, name in simple.items():
+            for key, name in _FIELD_NAMES.items():
                 if key in changes:
-                    if changes[key] is None:
-                        fields.pop(name, None)
-                    else:
-                        fields[name] = [_field(name, changes[key])]
-            if "emails" in changes:
-                emails = changes["emails"] or []
-                fields.pop("email", None)
-                if emails:
-                    fields["email"] = [_field("email", e, "work") for e in emails]
+                    fields.pop(name, None)
+                    if changes[key]:
+                        fields.update(person_fields(**{key: changes[key]}))
             resource["fields"] = fields
+            if "tags" in changes:
+                resource["tags"] = tag_list(changes["tags"] or ())
             if "record_type" in changes:
                 resource["record_type"] = changes["record_type"]
             resource["updated"] = _stamp(_now())
@@ -485,8 +638,22 @@ class SimulatorState:
             )
 
 
+#: The keys of :func:`person_fields` and the Nimble field each one fills.
+_FIELD_NAMES = {
+    "first_name": "first name",
+    "last_name": "last name",
+    "emails": "email",
+    "description": "description",
+    "phones": "phone",
+    "title": "title",
+    "parent_company": "parent company",
+    "employments": "contact employment",
+    "addresses": "address",
+}
+
+
 def _simple_kwargs(data: dict[str, Any]) -> dict[str, Any]:
-    allowed = {"first_name", "last_name", "emails", "description", "record_type", "nimble_id"}
+    allowed = {*_FIELD_NAMES, "tags", "record_type", "nimble_id"}
     unknown = set(data) - allowed - {"id"}
     if unknown:
         raise ValueError(f"unknown keys: {sorted(unknown)}")
@@ -599,11 +766,17 @@ def _json(body: Any) -> Response:
     return Response(json.dumps(body, ensure_ascii=False).encode(), media_type="application/json")
 
 
-def _select_fields(resource: dict[str, Any], names: set[str] | None) -> dict[str, Any]:
-    if names is None:
-        return resource
-    fields = {k: v for k, v in resource.get("fields", {}).items() if k in names}
-    return {**resource, "fields": fields}
+def _select_fields(resource: dict[str, Any], request: Request) -> dict[str, Any]:
+    """The record as the request asks for it: only the ``fields`` named, and its ``tags``
+    unless ``tags=0`` (Nimble's default is 1)."""
+    raw_fields = request.query_params.get("fields")
+    if raw_fields:
+        names = {n.strip() for n in raw_fields.split(",")}
+        fields = {k: v for k, v in resource.get("fields", {}).items() if k in names}
+        resource = {**resource, "fields": fields}
+    if request.query_params.get("tags") == "0":
+        resource = {k: v for k, v in resource.items() if k != "tags"}
+    return resource
 
 
 def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -699,8 +872,6 @@ def create_app(
             if fault and fault.kind == "drop":
                 return _DroppedResponse()
             records = state.listing(key, predicate)
-            raw_fields = request.query_params.get("fields")
-            names = {n.strip() for n in raw_fields.split(",")} if raw_fields else None
             chunk = records[(page - 1) * per_page : page * per_page]
             total = len(records) + state.faults.total_offset
             return _json(
@@ -711,7 +882,7 @@ def create_app(
                         "per_page": per_page,
                         "total": total,
                     },
-                    "resources": [_select_fields(r, names) for r in chunk],
+                    "resources": [_select_fields(r, request) for r in chunk],
                 }
             )
 
@@ -748,9 +919,7 @@ def create_app(
             record = state.get(nimble_id)
             if record is None:
                 raise SimulatorError(404, 404, f"Contact {nimble_id} not found")
-            raw_fields = request.query_params.get("fields")
-            names = {n.strip() for n in raw_fields.split(",")} if raw_fields else None
-            return _json({"meta": {"total": 1}, "resources": [_select_fields(record, names)]})
+            return _json({"meta": {"total": 1}, "resources": [_select_fields(record, request)]})
 
         return await api_call(request, answer)
 

@@ -7,7 +7,12 @@
  * <mark>; even those are rebuilt node by node, keeping <mark> and nothing else.
  *
  * Routes live in the hash, so they work when a link is opened directly and need no
- * server support:  #/?q=ada  (a search)   #/contacts/42  (one contact).
+ * server support:  #/?q=ada  (a search)   #/?q=ada&tag=vip&tag=emea  (a search among the
+ * contacts with every one of those tags; without q, the list of those contacts)
+ * #/contacts/42  (one contact).
+ *
+ * A contact's tags are chips: clicking one adds it to the tag filters, which show under
+ * the search box as chips of their own, each removable.
  *
  * Results are a plain list whose names are links, not an ARIA listbox: each result
  * also holds a mailto link, and listbox options must not contain interactive content.
@@ -39,6 +44,8 @@
     tokenError: $("token-error"),
     forgetToken: $("forget-token"),
     template: $("result-template"),
+    filters: $("filters"),
+    filterList: $("filter-list"),
   };
 
   const numberFormat = new Intl.NumberFormat();
@@ -171,6 +178,42 @@
     return `hue-${hash % 8}`;
   }
 
+  /** A tel: link for a number ("+1 (415) 555-0142" dials +14155550142); text if no digits. */
+  function phoneLink(phone, className) {
+    const digits = phone.replace(/[^0-9]/g, "");
+    if (!digits) {
+      const span = document.createElement("span");
+      if (className) span.className = className;
+      span.textContent = phone;
+      return span;
+    }
+    const link = document.createElement("a");
+    if (className) link.className = className;
+    link.href = `tel:${phone.trim().startsWith("+") ? "+" : ""}${digits}`;
+    link.textContent = phone;
+    return link;
+  }
+
+  /** "Title at Company", "Title" or "Company", highlighted where the server marked it. */
+  function roleLine(contact, hl) {
+    const fragment = document.createDocumentFragment();
+    if (contact.title) fragment.append(highlighted(hl.title, contact.title));
+    if (contact.title && contact.company) fragment.append(" at ");
+    if (contact.company) fragment.append(highlighted(hl.company, contact.company));
+    return fragment;
+  }
+
+  /** A tag as a chip: a button that filters the search by it. */
+  function tagChip(tag) {
+    const chip = document.createElement("button");
+    chip.type = "button";
+    chip.className = "chip";
+    chip.dataset.tag = tag;
+    chip.title = `Show only contacts tagged “${tag}”`;
+    chip.textContent = tag;
+    return chip;
+  }
+
   function highlightOf(contact) {
     return contact.highlight && typeof contact.highlight === "object" ? contact.highlight : {};
   }
@@ -195,11 +238,34 @@
       email.remove();
     }
 
+    const role = item.querySelector(".result-role");
+    if (contact.title || contact.company) role.append(roleLine(contact, hl));
+    else role.remove();
+
+    const phone = item.querySelector(".result-phone");
+    if (contact.phone) phone.replaceWith(phoneLink(contact.phone, "result-phone"));
+    else phone.remove();
+    const reach = item.querySelector(".result-reach");
+    if (!reach.children.length) reach.remove();
+
     const bio = item.querySelector(".result-bio");
     if (contact.description) {
       bio.append(highlighted(hl.description, contact.description));
     } else {
       bio.remove();
+    }
+
+    const tags = item.querySelector(".result-tags");
+    const list = Array.isArray(contact.tags) ? contact.tags : [];
+    if (list.length) {
+      tags.setAttribute("aria-label", "Tags (choose one to filter by it)");
+      for (const tag of list) {
+        const li = document.createElement("li");
+        li.append(tagChip(tag));
+        tags.append(li);
+      }
+    } else {
+      tags.remove();
     }
     return item;
   }
@@ -281,6 +347,7 @@
 
   const search = {
     text: "", // the text whose results are on screen (or being fetched)
+    tags: [], // the tag filters of those results
     results: [],
     fetched: 0, // rows the server has sent for this text: the next page's offset
     total: 0, // X-Total-Count, corrected by what the pages showed (see below)
@@ -294,6 +361,15 @@
   };
   const contactCache = new Map();
   let stats = null;
+  let activeTags = []; // the tag filters shown under the box (and in the address)
+
+  function sameTags(a, b) {
+    return a.length === b.length && a.every((tag, i) => tag === b[i]);
+  }
+
+  function hasTag(tags, tag) {
+    return tags.some((t) => t.toLowerCase() === tag.toLowerCase());
+  }
 
   function cancelPending() {
     clearTimeout(search.timer);
@@ -314,28 +390,35 @@
     search.openWhenReady = false;
     const text = el.input.value.trim();
     rememberQueryInUrl(el.input.value);
-    if (!text) {
+    if (!text && !activeTags.length) {
       cancelPending();
       search.text = "";
+      search.tags = [];
       showIdle();
       return;
     }
     search.timer = setTimeout(() => runSearch(text), DEBOUNCE_MS);
   }
 
+  /** Search for `text` among the contacts with every active tag; without text, list them. */
   async function runSearch(text, { offset = 0 } = {}) {
     if (search.controller) search.controller.abort();
     const controller = new AbortController();
     search.controller = controller;
     const seq = ++search.seq;
     const append = offset > 0;
+    const tags = append ? search.tags : [...activeTags];
     search.text = text;
+    search.tags = tags;
     setLoading(true);
     if (!append && !search.results.length) showLoading();
 
-    const params = new URLSearchParams({ text, limit: String(PAGE_SIZE), offset: String(offset) });
+    const params = new URLSearchParams({ limit: String(PAGE_SIZE), offset: String(offset) });
+    if (text) params.set("text", text);
+    for (const tag of tags) params.append("tag", tag);
+    const path = text ? "/api/v1/search" : "/api/v1/contacts";
     try {
-      const { body, headers } = await getJson(`/api/v1/search?${params}`, controller.signal);
+      const { body, headers } = await getJson(`${path}?${params}`, controller.signal);
       if (seq !== search.seq) return; // a newer search started meanwhile
       const page = Array.isArray(body) ? body : [];
       const headerTotal = Number.parseInt(headers.get("X-Total-Count") || "", 10);
@@ -429,6 +512,14 @@
     setStatus("No contacts found", { visible: false });
     const words = text.split(/\s+/).filter(Boolean);
     const actions = [];
+    if (search.tags.length) {
+      actions.push(
+        button(search.tags.length === 1 ? "Search without the tag" : "Search without the tags", () => {
+          setTags([]);
+          el.input.focus();
+        }),
+      );
+    }
     if (words.length > 1) {
       const shorter = words.slice(0, -1).join(" ");
       actions.push(
@@ -439,10 +530,20 @@
         }),
       );
     }
-    const quoted = document.createElement("strong");
-    quoted.textContent = `“${text}”`;
     const line = document.createDocumentFragment();
-    line.append("Nothing matches ", quoted, ".");
+    if (text) {
+      const quoted = document.createElement("strong");
+      quoted.textContent = `“${text}”`;
+      line.append("Nothing matches ", quoted);
+    } else {
+      line.append("No contact has");
+    }
+    if (search.tags.length) {
+      const tags = document.createElement("strong");
+      tags.textContent = search.tags.map((tag) => `“${tag}”`).join(", ");
+      line.append(text ? " among the contacts tagged " : " the tags ", tags);
+    }
+    line.append(".");
     stateBlock(
       "empty",
       "No contacts found",
@@ -450,7 +551,9 @@
         line,
         words.length > 1
           ? "Try fewer words, or check the spelling."
-          : "Check the spelling, or try part of a name or an email address.",
+          : text
+            ? "Check the spelling, or try part of a name or an email address."
+            : "Try fewer tags.",
       ],
       actions,
     );
@@ -496,7 +599,9 @@
       }
       stats = null; // the idle state simply says less
     }
-    if (currentRoute().view === "search" && !el.input.value.trim()) showIdle();
+    if (currentRoute().view === "search" && !el.input.value.trim() && !activeTags.length) {
+      showIdle();
+    }
   }
 
   function handleError(error, { keepResults = false } = {}) {
@@ -528,7 +633,7 @@
   }
 
   function loadMore() {
-    if (search.loadingMore || !search.text) return;
+    if (search.loadingMore || !(search.text || search.tags.length)) return;
     search.loadingMore = true;
     el.more.disabled = true;
     runSearch(search.text, { offset: search.fetched });
@@ -591,7 +696,7 @@
     el.searchView.hidden = true;
     el.tokenView.hidden = true;
     el.detailView.hidden = false;
-    el.back.href = search.text ? queryHash(search.text) : "#/";
+    el.back.href = queryHash(search.text, search.tags);
     if (detailController) detailController.abort();
     const cached = contactCache.get(id);
     if (cached) {
@@ -648,10 +753,24 @@
     return p;
   }
 
-  const CONTACT_FIELDS = ["id", "nimble_id", "first_name", "last_name", "email", "description"];
+  const CONTACT_FIELDS = [
+    "id",
+    "nimble_id",
+    "first_name",
+    "last_name",
+    "email",
+    "description",
+    "title",
+    "company",
+    "location",
+  ];
+  const CONTACT_LISTS = ["phones", "tags"];
 
   function sameContact(a, b) {
-    return CONTACT_FIELDS.every((key) => (a[key] ?? null) === (b[key] ?? null));
+    return (
+      CONTACT_FIELDS.every((key) => (a[key] ?? null) === (b[key] ?? null)) &&
+      CONTACT_LISTS.every((key) => JSON.stringify(a[key] || []) === JSON.stringify(b[key] || []))
+    );
   }
 
   function renderDetail(contact, { focus = true } = {}) {
@@ -683,11 +802,41 @@
       dd.append(value);
       facts.append(dt, dd);
     };
+    if (contact.title) fact("Title", contact.title);
+    if (contact.company) fact("Company", contact.company);
     if (contact.email) {
       const mail = document.createElement("a");
       mail.href = `mailto:${contact.email}`;
       mail.textContent = contact.email;
       fact("Email", mail);
+    }
+    const phones = Array.isArray(contact.phones) ? contact.phones : [];
+    if (phones.length) {
+      const list = document.createElement("ul");
+      list.className = "phone-list";
+      for (const phone of phones) {
+        const li = document.createElement("li");
+        li.append(phoneLink(phone));
+        list.append(li);
+      }
+      fact(phones.length === 1 ? "Phone" : "Phones", list);
+    }
+    if (contact.location) fact("Location", contact.location);
+    const tags = Array.isArray(contact.tags) ? contact.tags : [];
+    if (tags.length) {
+      const list = document.createElement("ul");
+      list.className = "chips";
+      for (const tag of tags) {
+        const li = document.createElement("li");
+        const chip = document.createElement("a");
+        chip.className = "chip";
+        chip.href = queryHash("", [tag]);
+        chip.title = `Every contact tagged “${tag}”`;
+        chip.textContent = tag;
+        li.append(chip);
+        list.append(li);
+      }
+      fact("Tags", list);
     }
     if (contact.description) {
       const bio = document.createElement("p");
@@ -723,12 +872,16 @@
 
   /* ---------------------------------------------------------------- routing */
 
-  function queryHash(text) {
-    return text ? `#/?q=${encodeURIComponent(text)}` : "#/";
+  function queryHash(text, tags = []) {
+    const params = new URLSearchParams();
+    if (text) params.set("q", text);
+    for (const tag of tags) params.append("tag", tag);
+    const query = params.toString().replace(/\+/g, "%20");
+    return query ? `#/?${query}` : "#/";
   }
 
   function rememberQueryInUrl(text) {
-    const hash = queryHash(text.trim());
+    const hash = queryHash(text.trim(), activeTags);
     if (location.hash !== hash && !(hash === "#/" && location.hash === "")) {
       history.replaceState(null, "", hash);
     }
@@ -738,8 +891,59 @@
     const hash = location.hash.replace(/^#/, "");
     const match = /^\/contacts\/([^/?#]+)\/?$/.exec(hash);
     if (match) return { view: "detail", id: decodeURIComponent(match[1]) };
-    const query = hash.includes("?") ? hash.slice(hash.indexOf("?") + 1) : "";
-    return { view: "search", text: new URLSearchParams(query).get("q") || "" };
+    const query = new URLSearchParams(hash.includes("?") ? hash.slice(hash.indexOf("?") + 1) : "");
+    const tags = [];
+    for (const tag of query.getAll("tag")) {
+      if (tag.trim() && !hasTag(tags, tag.trim())) tags.push(tag.trim());
+    }
+    return { view: "search", text: query.get("q") || "", tags };
+  }
+
+  /* ---------------------------------------------------------------- filters */
+
+  function renderFilters() {
+    el.filters.hidden = activeTags.length === 0;
+    el.filterList.replaceChildren(
+      ...activeTags.map((tag) => {
+        const li = document.createElement("li");
+        const remove = document.createElement("button");
+        remove.type = "button";
+        remove.className = "chip chip-filter";
+        remove.dataset.tag = tag;
+        remove.setAttribute("aria-label", `Remove the tag filter “${tag}”`);
+        const label = document.createElement("span");
+        label.textContent = tag;
+        const cross = document.createElement("span");
+        cross.className = "chip-remove";
+        cross.setAttribute("aria-hidden", "true");
+        cross.textContent = "×";
+        remove.append(label, cross);
+        li.append(remove);
+        return li;
+      }),
+    );
+  }
+
+  /** Apply new tag filters: shown at once, then the search (or the list) runs again. */
+  function setTags(tags) {
+    activeTags = tags;
+    renderFilters();
+    cancelPending();
+    search.results = [];
+    scheduleSearch();
+  }
+
+  function addTag(tag) {
+    if (!hasTag(activeTags, tag)) setTags([...activeTags, tag]);
+    el.input.focus();
+  }
+
+  function removeTag(tag) {
+    const index = activeTags.indexOf(tag);
+    setTags(activeTags.filter((t) => t !== tag));
+    // Focus the filter that took its place, or the box when none is left.
+    const chips = el.filterList.querySelectorAll(".chip-filter");
+    (chips[Math.min(index, chips.length - 1)] || el.input).focus();
   }
 
   let lastOpenedId = null;
@@ -763,7 +967,11 @@
     el.searchView.hidden = false;
 
     const text = r.text.trim();
-    if (text && text === search.text && search.results.length) {
+    const tagsChanged = !sameTags(r.tags, activeTags);
+    activeTags = r.tags;
+    if (tagsChanged) renderFilters();
+    const query = text || activeTags.length;
+    if (query && text === search.text && sameTags(activeTags, search.tags) && search.results.length) {
       // Back from a contact: the results are still here, put focus where the user left.
       el.input.value = r.text;
       showResults();
@@ -774,7 +982,7 @@
     }
     el.input.value = r.text;
     el.input.focus();
-    if (text) {
+    if (query) {
       cancelPending();
       search.results = [];
       runSearch(text);
@@ -803,12 +1011,13 @@
       event.preventDefault();
       const text = el.input.value.trim();
       const first = resultLinks()[0];
-      if (!text) return;
-      if (text === search.text && first && !search.controller) {
+      if (!text && !activeTags.length) return;
+      const same = text === search.text && sameTags(activeTags, search.tags);
+      if (same && first && !search.controller) {
         first.click();
         return;
       }
-      const inFlight = text === search.text && search.controller;
+      const inFlight = same && search.controller;
       clearTimeout(search.timer);
       search.openWhenReady = true;
       if (!inFlight) runSearch(text);
@@ -875,7 +1084,7 @@
 
   function goBack() {
     if (openedFromSearch) history.back();
-    else location.hash = search.text ? queryHash(search.text) : "#/";
+    else location.hash = queryHash(search.text, search.tags);
   }
 
   /* ------------------------------------------------------------------ start */
@@ -886,10 +1095,19 @@
     el.form.addEventListener("submit", (event) => event.preventDefault());
     el.results.addEventListener("keydown", onResultsKey);
     el.results.addEventListener("click", (event) => {
-      // The whole card opens the contact, except its own links (mailto).
-      if (event.target.closest("a")) return;
+      const chip = event.target.closest(".chip");
+      if (chip) {
+        addTag(chip.dataset.tag);
+        return;
+      }
+      // The whole card opens the contact, except its own links (mailto, tel).
+      if (event.target.closest("a, button")) return;
       const item = event.target.closest(".result");
       if (item && !window.getSelection().toString()) item.querySelector(".result-name").click();
+    });
+    el.filterList.addEventListener("click", (event) => {
+      const chip = event.target.closest(".chip-filter");
+      if (chip) removeTag(chip.dataset.tag);
     });
     el.more.addEventListener("click", loadMore);
     el.more.addEventListener("keydown", onMoreKey);

@@ -1,7 +1,7 @@
 """The whole banded search as one SQL function: one statement, one round trip, one snapshot.
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0007
 
 `contactbook_search(text, words, excluded, limit, offset, tags, company, phone)` returns
 the page and the total together: one row per contact of the page (`total` repeated on
@@ -29,7 +29,7 @@ clauses restore them when it returns).
 from alembic import op
 
 revision = "0009"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
@@ -138,13 +138,7 @@ BEGIN
     q_names := q_exact || q_prefix;
     q_any := q_exact || q_stem;
     -- Filters are lexemes of name_vector (migration 0006): `$tag` and `%company`.
-    SELECT string_agg(contactbook_tsquery_operand(lexeme), ' & ')::tsquery
-      INTO q_filters
-      FROM (SELECT '$' || contactbook_fold(btrim(t)) FROM unnest(p_tags) AS t
-            WHERE btrim(t) <> ''
-            UNION ALL
-            SELECT '%' || contactbook_fold(btrim(p_company)) WHERE btrim(p_company) <> '')
-           AS wanted(lexeme);
+    q_filters := contactbook_filters(p_tags, p_company);
 
     -- Band 0: a phone number. The stored number ends with the typed digits ('#' and the
     -- digits reversed, as a prefix), or the typed digits end with the stored number (a
