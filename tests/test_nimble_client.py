@@ -575,6 +575,7 @@ def test_an_unreachable_or_wrong_nimble_api_url_is_named_in_the_error(sim: Simul
     assert f"Check NIMBLE_API_URL ({nowhere})" in str(unreachable.value)
     assert "HTTP 404" in str(wrong.value) and "NIMBLE_API_URL" in str(wrong.value)
 
+
 def test_the_default_host_is_where_nimble_sends_api_key_requests(monkeypatch) -> None:
     from pathlib import Path
 

@@ -519,6 +519,7 @@ def test_the_api_docs_render_with_nothing_from_another_host(site: Site, tab: Tab
     expect(page.locator(".opblock-summary-path", has_text="/api/v1/search").first).to_be_visible()
     assert requested and all(url.startswith(site.url + "/") for url in requested), requested
 
+
 # --------------------------------------------------------------------------- new fields
 
 FIELDS = """
