@@ -107,6 +107,7 @@ DECLARE
     part_scores double precision[];
     part_size bigint;
     expected bigint;
+    take integer;
     found_total bigint := 0;
     fixes text[] := '{}';
 BEGIN
@@ -160,11 +161,10 @@ BEGIN
         found_total := cardinality(part_ids);
     END IF;
 
-    -- Bands 1-7: every word in the name, email, company or tags (name_vector).
+    -- Bands 1-6: every word in the name or the email (name_vector).
     --   1 every word exactly, all in the name (weight A)   2 ... in the name and email (A, B)
     --   3 every word as a prefix, at least one whole, all in the name   4 ... name and email
     --   5 every word only as a prefix, in the name   6 ... name and email
-    --   7 the same words, but some only in the company or the tags (weight C)
     -- Within a band, id order.
     IF NOT several THEN
         -- One word: one walk per band, in id order, each stopping after the page, so a
@@ -206,12 +206,6 @@ BEGIN
                    AND NOT ts_filter(c.name_vector, '{a,b}') @@ q_exact
                    AND c.deleted_at IS NULL AND (q_filters IS NULL OR c.name_vector @@ q_filters)
                  ORDER BY c.id LIMIT greatest(prefix_walk, need) + 1)
-                UNION ALL
-                (SELECT c.id, 7 FROM contacts c
-                 WHERE c.name_vector @@ q_names
-                   AND NOT ts_filter(c.name_vector, '{a,b}') @@ q_names
-                   AND c.deleted_at IS NULL AND (q_filters IS NULL OR c.name_vector @@ q_filters)
-                 ORDER BY c.id LIMIT greatest(prefix_walk, need) + 1)
                 LIMIT need + 1) AS b;
         PERFORM set_config('enable_indexscan', 'on', true);
         -- One row more than the page needs says whether the bands ended.
@@ -235,7 +229,6 @@ BEGIN
                count(*)
           INTO part_ids, part_bands, part_size
           FROM (SELECT m.id, CASE
-                    WHEN NOT ts_filter(m.name_vector, '{a,b}') @@ q_names THEN 7
                     WHEN ts_filter(m.name_vector, '{a}') @@ q_exact THEN 1
                     WHEN ts_filter(m.name_vector, '{a,b}') @@ q_exact THEN 2
                     WHEN ts_filter(m.name_vector, '{a}') @@ q_prefix
@@ -276,6 +269,51 @@ BEGIN
     END IF;
     found_total := found_total + part_size;
 
+    -- Band 7: every word in the names, the company or the tags, some only in the company
+    -- or the tags, in id order. Company and tag words are weight B of bio_vector, with an
+    -- index of their own (`ts_filter(bio_vector, '{b}')`), whose statistics see how common
+    -- a company word is. Several words: their bitmap in contactbook_text_vector (names
+    -- and bio_vector), at most name_matches rows, sorted.
+    IF cardinality(found_ids) < need THEN
+        take := need - cardinality(found_ids);
+        IF several THEN
+            PERFORM set_config('enable_indexscan', 'off', true);
+            PERFORM set_config('enable_seqscan', 'off', true);
+            SELECT coalesce(array_agg(m.id ORDER BY m.id), '{}') INTO part_ids
+              FROM (SELECT k.id FROM
+                        (SELECT c.id, contactbook_text_vector(c.name_vector, c.bio_vector) AS v
+                         FROM contacts c
+                         WHERE contactbook_text_vector(c.name_vector, c.bio_vector) @@ q_names
+                           AND NOT c.name_vector @@ q_names AND c.deleted_at IS NULL
+                           AND (q_filters IS NULL OR c.name_vector @@ q_filters)
+                         LIMIT name_matches) AS k
+                    WHERE ts_filter(k.v, '{a,b}') @@ q_names
+                    ORDER BY k.id LIMIT take + 1) AS m;
+            PERFORM set_config('enable_indexscan', 'on', true);
+            PERFORM set_config('enable_seqscan', 'on', true);
+        ELSE
+            SELECT coalesce(array_agg(m.id ORDER BY m.id), '{}') INTO part_ids
+              FROM (SELECT c.id FROM contacts c
+                    WHERE ts_filter(c.bio_vector, '{b}') @@ q_names
+                      AND NOT c.name_vector @@ q_names AND c.deleted_at IS NULL
+                      AND (q_filters IS NULL OR c.name_vector @@ q_filters)
+                    ORDER BY c.id LIMIT take + 1) AS m;
+        END IF;
+        IF cardinality(part_ids) <= take THEN
+            found_total := found_total + cardinality(part_ids);
+        ELSE
+            part_ids := part_ids[1:take];
+            found_total := found_total + greatest(take, contactbook_estimate(
+                'SELECT 1 FROM contacts c WHERE ts_filter(c.bio_vector, ''{b}'') @@ $1'
+                ' AND c.deleted_at IS NULL AND ($2 IS NULL OR c.name_vector @@ $2)',
+                q_names, q_filters));
+        END IF;
+        found_ids := found_ids || part_ids;
+        found_bands := found_bands || array_fill(7, ARRAY[cardinality(part_ids)]);
+        found_scores := found_scores
+            || array_fill(0::double precision, ARRAY[cardinality(part_ids)]);
+    END IF;
+
     -- Band 8: every word somewhere, the bio included (`english`, so "negotiating" finds
     -- "negotiation"), and not in name_vector alone. Scored with ts_rank_cd among the
     -- first bio_candidates such rows in the table's order (a word in a third of the bios
@@ -299,7 +337,10 @@ BEGIN
                              contactbook_text_vector(c.name_vector, c.bio_vector) AS text_vector
                       FROM contacts c
                       WHERE contactbook_text_vector(c.name_vector, c.bio_vector) @@ q_any
-                        AND NOT c.name_vector @@ q_names AND c.deleted_at IS NULL
+                        AND NOT c.name_vector @@ q_names
+                        AND NOT ts_filter(contactbook_text_vector(c.name_vector, c.bio_vector),
+                                          '{a,b}') @@ q_names
+                        AND c.deleted_at IS NULL
                         AND (q_filters IS NULL OR c.name_vector @@ q_filters)
                       LIMIT greatest(bio_candidates, need)) AS m,
                      ts_rank_cd(m.text_vector, q_any) AS cover) AS s;
@@ -329,7 +370,10 @@ BEGIN
             SELECT count(*) INTO part_size
               FROM (SELECT 1 FROM contacts c
                     WHERE contactbook_text_vector(c.name_vector, c.bio_vector) @@ q_any
-                      AND NOT c.name_vector @@ q_names AND c.deleted_at IS NULL
+                      AND NOT c.name_vector @@ q_names
+                      AND NOT ts_filter(contactbook_text_vector(c.name_vector, c.bio_vector),
+                                        '{a,b}') @@ q_names
+                      AND c.deleted_at IS NULL
                       AND (q_filters IS NULL OR c.name_vector @@ q_filters)
                     LIMIT count_limit) AS counted;
             found_total := found_total + part_size;
