@@ -70,7 +70,7 @@ import psycopg
 from psycopg.rows import tuple_row
 
 from contactbook import metrics
-from contactbook.contacts.importer import IMPORT_LOCK_KEY
+from contactbook.contacts.importer import IMPORT_LOCK_KEY, NO_JIT
 from contactbook.errors import ConfigurationError, Conflict, ContactBookError
 from contactbook.nimble.client import NimbleClient, RemoteContact
 from contactbook.nimble.errors import NimbleError
@@ -513,6 +513,9 @@ def _apply(
     (so the caller rolls back) unless the pages add up to ``meta.total``."""
     pages_read = 0
     conn.execute(LOCK_IMPORTS, {"key": IMPORT_LOCK_KEY})
+    # The merge statements are short and run thousands of times: JIT compiling them
+    # (PostgreSQL's default above a cost the large table reaches) costs more than it saves.
+    conn.execute(NO_JIT)
     conn.execute(CREATE_BATCH)
     conn.execute(CREATE_SEEN)
     # The import lock keeps these true for the whole run; skipping the statements that
