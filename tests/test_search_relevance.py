@@ -294,6 +294,8 @@ def test_typo_fallback_runs_only_when_full_text_finds_too_little(sconn):
         ("Anne-Marie", "Anne-Marie Okafor", "Anne-Marie "),
         ("anne marie", "Anne-Marie Okafor", "Anne-Marie "),
         ("annemarie okafor", "Anne-Marie Okafor", "Anne-Marie Okafor"),
+        ("Anne-Ma", "Anne-Marie Okafor", "Anne-Marie "),
+        ("anne-m okafor", "Anne-Marie Okafor", "Anne-Marie Okafor"),
         ("O'Neil", "Sean O'Neil", " O'Neil"),
         ("o’neil", "Sean O'Neil", " O'Neil"),
         ("oneil", "Sean O'Neil", " O'Neil"),

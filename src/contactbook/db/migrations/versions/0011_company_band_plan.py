@@ -1,4 +1,4 @@
-"""The company band chooses its plan from how common the word is.
+"""The company band chooses its plan from how common the word is; a hyphenated word is one prefix.
 
 Revision ID: 0011
 Revises: 0010
@@ -13,6 +13,11 @@ and 10 ms with this version. Now the band walks only when the estimate says the 
 in more than `company_walk_above` rows (statistics are exact for such words: they are
 the index's most common elements); otherwise it reads the bitmap of the matches, at most
 `name_matches` of them, as the several-words case already did.
+
+A hyphenated word ("Adams-Cook", double-barrelled surnames) was made a prefix by
+`to_tsquery`, which turns it into a phrase of the whole word and each part, every one a
+prefix: 'cook':* merges the posting lists of every word starting with "cook" (21 ms).
+The whole word's own lexeme as a prefix finds the same people (2.6 ms).
 
 The function is replaced whole (CREATE OR REPLACE keeps its signature and grants);
 downgrading puts back 0009's functions.
@@ -58,6 +63,7 @@ DECLARE
     prefix_walk constant integer := 200;
     walk_above constant bigint := 5000;
     company_walk_above constant bigint := 30000;
+    compound constant text := '^\w+(-\w+)+$';
     name_matches constant integer := 5000;
     bio_candidates constant integer := 1000;
     typo_candidates constant integer := 500;
@@ -73,6 +79,7 @@ DECLARE
     q_stem tsquery;     -- the same for the bio: `english`
     q_prefix tsquery;   -- every word as a prefix
     q_short tsquery;    -- the words of one or two letters, as initials
+    q_compound tsquery; -- the hyphenated words, each as one prefix
     q_names tsquery;    -- exact or prefix: name_vector
     q_any tsquery;      -- exact or stem: contactbook_text_vector
     q_some tsquery;     -- any one word
@@ -100,7 +107,8 @@ BEGIN
            websearch_to_tsquery('english', p_text),
            to_tsquery('simple', nullif(concat_ws(' & ',
                (SELECT string_agg(contactbook_tsquery_operand(contactbook_fold(w)) || ':*', ' & ')
-                FROM unnest(p_words) AS w WHERE contactbook_fold(w) !~ '^\w{1,2}$'),
+                FROM unnest(p_words) AS w
+                WHERE contactbook_fold(w) !~ '^\w{1,2}$' AND contactbook_fold(w) !~ compound),
                (SELECT string_agg('!' || contactbook_tsquery_operand(contactbook_fold(w)), ' & ')
                 FROM unnest(p_excluded) AS w)), '')),
            to_tsquery('simple',
@@ -110,6 +118,15 @@ BEGIN
                contactbook_fold(array_to_string(p_words, ' '))))),
            (SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'contacts'::regclass)
       INTO q_exact, q_stem, q_prefix, q_some, lexemes, table_rows;
+    -- A hyphenated word ("Adams-Cook") is a lexeme of its own beside its parts; as a
+    -- prefix, that lexeme alone says it all, where to_tsquery would also make each part a
+    -- prefix ('cook':*, a merge of every word starting with "cook": 20 ms).
+    SELECT string_agg(contactbook_tsquery_operand(contactbook_fold(w)) || ':*', ' & ')::tsquery
+      INTO q_compound
+      FROM unnest(p_words) AS w WHERE contactbook_fold(w) ~ compound;
+    IF q_compound IS NOT NULL THEN
+        q_prefix := CASE WHEN q_prefix IS NULL THEN q_compound ELSE q_prefix && q_compound END;
+    END IF;
     -- A word of one or two letters is a prefix of a name word only, through the initials
     -- (`^t`, `^to`: migration 0006): one posting list instead of a merge of thousands.
     SELECT string_agg('''^' || contactbook_fold(w) || '''', ' & ')::tsquery
