@@ -22,6 +22,21 @@ Needs `wrk` and `pgbench` on PATH (Debian: `apt install wrk postgresql-client`).
    surname on `bench_reference`, jit off, at 4 and 32 clients.
 5. Prints p50, p99 and req/s per class, the CPU seconds of the API processes and of
    PostgreSQL during each run, and the issue's targets as ratios to the reference.
+6. With `--read-url URL` (a streaming replica of the benchmark's database): selective
+   searches at 32 connections through a fresh API reading the primary, then through one
+   with DATABASE_READ_URL=URL, back to back, after checking the replica holds the same
+   contacts; the API's `contactbook_read_fallbacks_total` says no read went elsewhere.
+   A local standby of the machine's PostgreSQL 15, for instance:
+
+       sudo -u postgres pg_basebackup -h 127.0.0.1 -D /tmp/standby -R -X stream -c fast
+       sudo -u postgres /usr/lib/postgresql/15/bin/pg_ctl -D /tmp/standby -l /tmp/standby.log \\
+           -o "-p 5433 -c hot_standby=on" start
+       DATABASE_URL=postgresql://postgres@127.0.0.1:5432/bench python bench/search.py \\
+           --read-url postgresql://postgres@127.0.0.1:5433/bench
+
+   On one machine the two servers share its cores: the figure says what the replica's
+   path costs, not what a second machine adds (that is the capacity model's
+   "per PostgreSQL core" times its cores).
 
 The embedded server runs with shared_buffers 1GB and jit off (EMBEDDED_SETTINGS); a
 DATABASE_URL server is used as it is (the search turns jit off for itself). Not a test:
@@ -488,8 +503,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="API worker processes")
     parser.add_argument(
         "--read-url",
-        help="DATABASE_READ_URL for a second API run (a replica): selective throughput "
-        "with reads there, against reads on the primary",
+        help="DATABASE_READ_URL (a replica of the benchmark's database): selective "
+        "throughput at 32 connections with reads there, against reads on the primary, "
+        "measured back to back",
     )
     parser.add_argument("--only", help="measure only the classes whose name contains this")
     parser.add_argument(
@@ -535,19 +551,68 @@ def main() -> None:
     finally:
         stop(api)
 
-    replica = None
-    if args.read_url:
-        api = start_api(url, port, args.workers, args.read_url)
+    reads = compare_reads(args, url, port, classes) if args.read_url else None
+    report(args, classes, reference, reads)
+
+
+def compare_reads(args, url: str, port: int, classes: list[QueryClass]) -> dict[str, dict]:
+    """Selective searches at 32 connections with reads on the primary, then with reads on
+    `--read-url`, back to back in the same conditions (a fresh API each, warmed up)."""
+    selective = next((c for c in classes if c.name == "selective"), None)
+    if selective is None:
+        raise SystemExit("--read-url compares the selective class: keep it in --only")
+    check_replica(url, args.read_url)
+    figures: dict[str, dict] = {}
+    for where, read_url in (("primary", None), ("replica", args.read_url)):
+        api = start_api(url, port, args.workers, read_url)
         try:
-            selective = classes[0]
-            run_wrk(port, selective.paths, connections=4, seconds=3)
-            replica = run_wrk(port, selective.paths, connections=32, seconds=args.seconds)
+            run_wrk(port, selective.paths, connections=4, seconds=3)  # warm up
+            fallbacks = read_fallbacks(port)
+            with CpuMeter(api) as meter:
+                run = run_wrk(port, selective.paths, connections=32, seconds=args.seconds)
+            run["api_cpu"] = meter.api_cpu / meter.seconds
+            run["postgres_cpu"] = meter.postgres_cpu / meter.seconds
+            run["fallbacks"] = read_fallbacks(port) - fallbacks
         finally:
             stop(api)
-    report(args, classes, reference, replica)
+        figures[where] = run
+        print(f"selective @32, reads on the {where}: {run}", file=sys.stderr)
+    if figures["replica"]["fallbacks"]:
+        print(
+            f"WARNING: {figures['replica']['fallbacks']:.0f} reads fell back to the primary "
+            "during the replica run: its figure is not the replica's alone",
+            file=sys.stderr,
+        )
+    return figures
 
 
-def report(args, classes: list[QueryClass], reference: dict, replica: dict | None) -> None:
+def check_replica(url: str, read_url: str) -> None:
+    """Refuse a read URL that does not hold the same contacts (an empty or lagging
+    replica answers its searches faster, with nothing)."""
+    count = "SELECT count(*) FROM contacts"
+    with psycopg.connect(url) as primary, psycopg.connect(read_url) as replica:
+        rows, replica_rows = (conn.execute(count).fetchone()[0] for conn in (primary, replica))
+        standby = replica.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+    if rows != replica_rows:
+        raise SystemExit(
+            f"--read-url has {replica_rows:,} contacts and the primary {rows:,}: wait for the "
+            "replica to catch up (or point --read-url at a copy of this database)"
+        )
+    if not standby:
+        print("note: --read-url is not a standby (pg_is_in_recovery() is false)", file=sys.stderr)
+
+
+def read_fallbacks(port: int) -> float:
+    """contactbook_read_fallbacks_total of the running API (0 before the first)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("GET", "/metrics")
+    for line in connection.getresponse().read().decode().splitlines():
+        if line.startswith("contactbook_read_fallbacks_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def report(args, classes: list[QueryClass], reference: dict, reads: dict[str, dict] | None) -> None:
     ref4, ref32 = reference[4], reference[32]
     load = os.getloadavg()
     print()
@@ -588,12 +653,18 @@ def report(args, classes: list[QueryClass], reference: dict, replica: dict | Non
         if name in by_name:
             ratio = by_name[name][4]["p99_ms"] / ref4["p99_ms"]
             print(f"{name} p99: {ratio:.1f}x the reference's (target <= 3x)")
-    if replica is not None:
-        print(
-            f"selective @32 with reads on {args.read_url.split('@')[-1]}: "
-            f"{replica['rps']:.0f} req/s (reads on the primary: "
-            f"{by_name['selective'][32]['rps']:.0f} req/s)"
-        )
+    if reads is not None:
+        where = args.read_url.split("@")[-1]  # never the password
+        print(f"selective @32, reads on the primary and on {where} (back to back):")
+        for name, r in reads.items():
+            print(
+                f"  {name:<8} {r['rps']:>7.0f} req/s, p50 {r['p50_ms']:.2f} ms, p99 "
+                f"{r['p99_ms']:.2f} ms, non-2xx {r['non_2xx'] + r['socket_errors']}, API cpu "
+                f"{r['api_cpu']:.2f}, PG cpu {r['postgres_cpu']:.2f}, fallbacks "
+                f"{r['fallbacks']:.0f}"
+            )
+        ratio = reads["replica"]["rps"] / reads["primary"]["rps"]
+        print(f"  reads on the replica: {ratio:.2f}x the primary's req/s")
     print()
     for query_class in classes:
         print(f"{query_class.name}: {query_class.note}")

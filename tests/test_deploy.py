@@ -272,6 +272,73 @@ def test_grafana_is_optional_and_reads_loki() -> None:
     assert sources[0]["type"] == "loki" and sources[0]["url"] == "http://loki:3100"
 
 
+# --- the read replica ---------------------------------------------------------------------------
+
+
+def mounted_file(service: dict, target: str) -> Path:
+    """The file of the repository a service mounts at `target`."""
+    for volume in service.get("volumes", []):
+        source, mount = volume.split(":")[:2]
+        if mount == target:
+            return ROOT / source
+    raise AssertionError(f"nothing is mounted at {target}")
+
+
+def test_replica_is_an_optional_streaming_standby_of_the_database(services: dict) -> None:
+    replica = services["replica"]
+    assert replica["profiles"] == ["replica"]
+    # A physical copy: the same PostgreSQL major version as the primary.
+    assert replica["image"] == services["database"]["image"]
+    assert replica["depends_on"] == {"database": {"condition": "service_healthy"}}
+    assert replica["environment"]["PRIMARY_HOST"] == "database"
+    assert replica["environment"]["POSTGRES_USER"] == "contactbook"
+    assert "${POSTGRES_PASSWORD" in replica["environment"]["PGPASSWORD"]
+    assert "replica_data:/var/lib/postgresql" in replica["volumes"]
+    assert "pg_is_in_recovery()" in " ".join(replica["healthcheck"]["test"])
+    script = mounted_file(replica, replica["entrypoint"][-1])
+    text = script.read_text(encoding="utf-8")
+    command = re.search(r"^\s*pg_basebackup .*$", text.replace("\\\n", " "), re.MULTILINE)
+    assert command, f"{script.name} runs no pg_basebackup"
+    for option in ('--host="$PRIMARY_HOST"', "--write-recovery-conf", "--wal-method=stream"):
+        assert option in command.group(), option
+    assert 'if [ ! -s "$PGDATA/PG_VERSION" ]' in text  # copies once, then resumes
+    assert text.rstrip().endswith('exec postgres -D "$PGDATA"')
+    assert subprocess.run(["sh", "-n", str(script)], check=False).returncode == 0
+    # Nothing waits for it: reads use the primary until it answers.
+    for name in APP_SERVICES:
+        assert "replica" not in services[name].get("depends_on", {}), name
+
+
+def test_the_database_accepts_replication_from_other_containers_with_a_password(
+    services: dict,
+) -> None:
+    command = services["database"]["command"]
+    assert command[0] == "postgres"
+    hba_file = next(arg for arg in command if arg.startswith("hba_file=")).split("=", 1)[1]
+    rules = [
+        line.split()
+        for line in mounted_file(services["database"], hba_file).read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert ["host", "replication", "all", "all", "scram-sha-256"] in rules
+    assert ["host", "all", "all", "all", "scram-sha-256"] in rules
+    for rule in rules:  # trust only over the container's own socket and loopback
+        if rule[-1] == "trust":
+            assert rule[0] == "local" or rule[3] in ("127.0.0.1/32", "::1/128"), rule
+    assert any(arg.startswith("wal_keep_size=") for arg in command)
+
+
+def test_api_and_worker_read_from_the_replica_when_database_read_url_is_set(
+    services: dict,
+) -> None:
+    for name in ("api", "worker"):
+        assert services[name]["environment"]["DATABASE_READ_URL"] == "${DATABASE_READ_URL:-}"
+    # Blank (the default above) means unset: reads use DATABASE_URL.
+    assert Settings(_env_file=None, database_read_url="").database_read_url is None
+    example = (ROOT / ".env.example").read_text(encoding="utf-8")
+    assert "@replica:5432/contactbook" in example and "--profile replica" in example
+
+
 # --- Dockerfile and the lock ------------------------------------------------------------------
 
 

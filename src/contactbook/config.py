@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
 
     database_url: str | None = None
+    # A streaming replica for searches and contact reads; writes, imports, syncs,
+    # migrations and admin endpoints always use DATABASE_URL (see db/replica.py).
+    database_read_url: str | None = None
     redis_url: str | None = None
     celery_broker_url: str | None = None
     celery_result_backend: str | None = None
@@ -68,6 +71,13 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():
+            return None
+        return value
+
+    @field_validator("database_read_url", mode="before")
+    @classmethod
+    def _blank_read_url_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
             return None
         return value
 

@@ -16,6 +16,9 @@ Families (all prefixed `contactbook_`):
 | `celery_tasks_total` | counter | task, state (SUCCESS, FAILURE, RETRY, …) |
 | `celery_task_duration_seconds` | histogram | task, state |
 | `celery_task_failures_total` | counter | task, exception (the class name) |
+| `replica_up` | gauge | (1 while DATABASE_READ_URL answers, 0 while reads use the primary) |
+| `replication_lag_seconds` | gauge | (the replica's replay lag; 0 once it replayed all it got) |
+| `read_fallbacks_total` | counter | (reads the primary answered because the replica did not) |
 
 Labels are bounded sets chosen here: never a raw path, a query text, a token or a URL.
 
@@ -68,6 +71,8 @@ __all__ = [
     "install_celery_metrics",
     "metrics_response",
     "record_import",
+    "record_read_fallback",
+    "record_replica_state",
     "record_search",
     "record_sync_run",
 ]
@@ -110,6 +115,7 @@ def enable_multiprocess(directory: Path, *, clear: bool = False) -> None:
     os.environ[MULTIPROC_ENV] = str(directory)
     values.ValueClass = values.MultiProcessValue(_process_identifier)
     _families.cache_clear()
+    _replica_families.cache_clear()
 
 
 def multiprocess_enabled() -> bool:
@@ -374,6 +380,54 @@ def _families() -> _Families:
             "celery_task_failures",
             "Celery tasks that raised, by task name and exception class.",
             ["task", "exception"],
+            **common,
+        ),
+    )
+
+
+# --- read replica (db/replica.py) -----------------------------------------------------------
+
+
+def record_replica_state(*, up: bool, lag_seconds: float | None = None) -> None:
+    """The read replica answered (`up`, with its replay lag) or did not."""
+    families = _replica_families()
+    families.up.set(1 if up else 0)
+    if lag_seconds is not None:
+        families.lag.set(lag_seconds)
+
+
+def record_read_fallback() -> None:
+    """One read answered by the primary because the replica was not answering."""
+    _replica_families().fallbacks.inc()
+
+
+@dataclass(frozen=True)
+class _ReplicaFamilies:
+    up: Gauge
+    lag: Gauge
+    fallbacks: Counter
+
+
+@functools.cache
+def _replica_families() -> _ReplicaFamilies:
+    common: dict[str, Any] = {"namespace": "contactbook", "registry": _families().registry}
+    return _ReplicaFamilies(
+        up=Gauge(
+            "replica_up",
+            "1 while the read replica (DATABASE_READ_URL) answers, 0 while reads use the primary.",
+            multiprocess_mode="mostrecent",
+            **common,
+        ),
+        lag=Gauge(
+            "replication_lag_seconds",
+            "How far the read replica's replay is behind the primary (0: all received WAL "
+            "is replayed).",
+            multiprocess_mode="mostrecent",
+            **common,
+        ),
+        fallbacks=Counter(
+            "read_fallbacks",
+            "Reads the primary answered because the read replica did not.",
             **common,
         ),
     )

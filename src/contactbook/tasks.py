@@ -50,6 +50,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from contactbook import db, errors
 from contactbook.config import Settings, get_settings
+from contactbook.db.replica import ReadRouter, create_read_router
 from contactbook.logging import install_celery_logging
 from contactbook.metrics import install_celery_metrics, record_search
 
@@ -97,13 +98,15 @@ class ContactBookCelery(Celery):
         self.settings = settings
         self.submit_only = submit_only
         self._search_pool: ConnectionPool | None = None
+        self._search_reads: ReadRouter | None = None
         self._search_pool_pid = 0
         self._search_pool_lock = threading.Lock()
 
-    def search_connection(self):
-        """A pooled database connection for search tasks, made after any fork."""
+    def search_reads(self) -> ReadRouter:
+        """Where search tasks read (the replica, DATABASE_READ_URL, while it answers, else
+        the primary), with pools made after any fork."""
         with self._search_pool_lock:
-            if self._search_pool is None or self._search_pool_pid != os.getpid():
+            if self._search_reads is None or self._search_pool_pid != os.getpid():
                 # A pool inherited from the parent of a prefork child holds the parent's
                 # sockets and threads: start a new one in each process.
                 self._search_pool = db.create_pool(
@@ -112,9 +115,10 @@ class ContactBookCelery(Celery):
                     timeout=self.settings.db_pool_timeout,
                 )
                 self._search_pool.open(wait=False)
+                self._search_reads = create_read_router(self.settings, primary=self._search_pool)
+                self._search_reads.start()
                 self._search_pool_pid = os.getpid()
-            pool = self._search_pool
-        return pool.connection()
+            return self._search_reads
 
     def _get_backend(self):
         backend = super()._get_backend()
@@ -128,8 +132,9 @@ class ContactBookCelery(Celery):
     def close(self) -> None:
         with self._search_pool_lock:
             if self._search_pool is not None and self._search_pool_pid == os.getpid():
+                self._search_reads.close()
                 self._search_pool.close()
-            self._search_pool = None
+            self._search_pool = self._search_reads = None
         super().close()
 
 
@@ -272,7 +277,8 @@ def _register_tasks(app: ContactBookCelery) -> None:
         soft_time_limit=30,
         time_limit=40,
         resultrepr_maxsize=80,
-        **retrying,
+        # Also retried: the replica and the primary both gone at once (ReadRouter says so).
+        **{**retrying, "autoretry_for": (*TRANSIENT_ERRORS, errors.DatabaseUnavailable)},
     )
     def search(
         self,
@@ -283,8 +289,11 @@ def _register_tasks(app: ContactBookCelery) -> None:
         company: str | None = None,
     ) -> list[dict]:
         """The v1 search, on a worker: returns exactly v1's JSON list."""
-        with self.app.search_connection() as conn:
-            hits = search_hits(conn, text, limit=limit, offset=offset, tags=tags, company=company)
+        hits = self.app.search_reads().run(
+            lambda conn: search_hits(
+                conn, text, limit=limit, offset=offset, tags=tags, company=company
+            )
+        )
         record_search(len(hits), source="v2")
         return hits
 

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 import psycopg
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -20,6 +21,7 @@ from contactbook.asgi import AdmissionMiddleware
 from contactbook.config import Settings, get_settings
 from contactbook.contacts import repository
 from contactbook.contacts.importer import import_csv
+from contactbook.db.replica import ReadRouter, create_read_router, primary_unavailable
 from contactbook.errors import ContactBookError
 from contactbook.logging import AccessLogMiddleware, RequestIdMiddleware
 from contactbook.metrics import MetricsMiddleware
@@ -43,13 +45,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        db.wait_for_database(settings.database_url)
-        app.state.pool.open(wait=True, timeout=30)
-        await app.state.read_pool.open(wait=True, timeout=30)
+        reads: ReadRouter = app.state.reads
+        if reads.has_replica:
+            # Reads come from the replica: start (and keep serving them) without the primary.
+            await reads.start_async()
+            app.state.pool.open(wait=False)
+            await app.state.read_pool.open(wait=False)
+        else:
+            db.wait_for_database(settings.database_url)
+            app.state.pool.open(wait=True, timeout=30)
+            await app.state.read_pool.open(wait=True, timeout=30)
         start_initial_import(app)
         try:
             yield
         finally:
+            await reads.close_async()
             await app.state.read_pool.close()
             app.state.pool.close()
             if app.state.celery is not None:
@@ -69,6 +79,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.read_pool = db.create_async_pool(
         settings.database_url, size=settings.db_pool_size, timeout=settings.db_pool_timeout
+    )
+    # Searches and contact reads go through this: the replica (DATABASE_READ_URL) while it
+    # answers, the two pools above otherwise.
+    app.state.reads = create_read_router(
+        settings, primary=app.state.pool, primary_async=app.state.read_pool
     )
     # The Celery client that queues tasks (None without a broker: v2 and admin triggers
     # then answer 503). Built here so a bad SYNC_SCHEDULE stops the API at start too.
@@ -109,9 +124,12 @@ def start_initial_import(app: FastAPI) -> None:
     under the same lock.
     """
     settings: Settings = app.state.settings
-    with app.state.pool.connection() as conn:
-        if repository.has_any_contact(conn):
+    try:
+        if app.state.reads.run(repository.has_any_contact):
             return
+    except (psycopg.OperationalError, ContactBookError) as error:
+        log.warning("start-up import skipped: the database is not reachable (%s)", error)
+        return
     source = f"start-up import of {settings.initial_csv.name}"
     if app.state.celery is not None:
         try:
@@ -187,6 +205,11 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(PoolTimeout)
     async def pool_exhausted(request: Request, error: PoolTimeout) -> JSONResponse:
+        settings: Settings = request.app.state.settings
+        if settings.database_read_url and not await run_in_threadpool(
+            _answers, settings.database_url
+        ):  # no connection for a write because the primary is away, not because it is busy
+            return await database_down(request, error)
         return JSONResponse(
             {"detail": "the service is busy: try again in a moment"},
             status_code=503,
@@ -195,8 +218,18 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(psycopg.OperationalError)
     async def database_down(request: Request, error: psycopg.OperationalError) -> JSONResponse:
-        return JSONResponse(
-            {"detail": "the database is not reachable: try again in a moment"},
-            status_code=503,
-            headers={"Retry-After": "5"},
-        )
+        # Reads that fall back raise their own errors (db/replica.py): this is the primary.
+        settings: Settings = request.app.state.settings
+        if settings.database_read_url:
+            detail = primary_unavailable(settings.database_url).message
+        else:
+            detail = "the database is not reachable: try again in a moment"
+        return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "5"})
+
+
+def _answers(database_url: str) -> bool:
+    try:
+        db.check_connection(database_url, timeout=1)
+    except ContactBookError:
+        return False
+    return True

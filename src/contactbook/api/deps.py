@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from contactbook.config import Settings
+from contactbook.db.replica import ReadRouter
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -34,6 +35,11 @@ async def get_pool(request: Request) -> ConnectionPool:
 async def get_read_pool(request: Request) -> AsyncConnectionPool:
     """The async pool the read endpoints use on the event loop (see db.create_async_pool)."""
     return request.app.state.read_pool
+
+
+async def get_reads(request: Request) -> ReadRouter:
+    """Where reads run: the replica (DATABASE_READ_URL) while it answers, else the primary."""
+    return request.app.state.reads
 
 
 def _token_matches(given: str, allowed: list[str]) -> bool:
@@ -86,6 +92,7 @@ async def require_admin(
 
 Pool = Annotated[ConnectionPool, Depends(get_pool)]
 ReadPool = Annotated[AsyncConnectionPool, Depends(get_read_pool)]
+Reads = Annotated[ReadRouter, Depends(get_reads)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 Reader = Depends(require_reader)
 Admin = Depends(require_admin)

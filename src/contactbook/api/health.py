@@ -24,17 +24,29 @@ def readyz(request: Request) -> JSONResponse:
     but does not decide readiness: this process serves v1 and the page without a worker,
     and v2 searches wait in the queue until one comes, so taking the API out of a load
     balancer for a worker's absence would only make things worse. Without a broker
-    (REDIS_URL unset) `broker` and `worker` are not reported.
+    (REDIS_URL unset) `broker` and `worker` are not reported. With DATABASE_READ_URL,
+    `replica` says whether the read replica answers and `replication_lag_seconds` how far
+    its replay is behind; either database answering is enough to be ready, since reads
+    fall back to the primary and writes answer 503 while the primary is away.
     """
     checks = {"database": _database_ok(request)}
+    replica = request.app.state.reads.report()  # None without DATABASE_READ_URL
     celery = request.app.state.celery
     if celery is not None:
         checks["broker"] = tasks.broker_reachable(celery)
     ready = all(checks.values())
+    body: dict = {}
+    if replica is not None:
+        # Reads need one of the two; writes answer 503 on their own while the primary is
+        # away, and dropping the API from the balancer would stop the reads as well.
+        checks["replica"] = replica.up
+        others = [value for name, value in checks.items() if name not in ("database", "replica")]
+        ready = all(others) and (checks["database"] or replica.up)
+        body["replication_lag_seconds"] = replica.lag_seconds
     if celery is not None:
         checks["worker"] = checks["broker"] and tasks.worker_answers(celery)
     return JSONResponse(
-        {"status": "ready" if ready else "not ready", "checks": checks},
+        {"status": "ready" if ready else "not ready", "checks": checks, **body},
         status_code=200 if ready else 503,
     )
 

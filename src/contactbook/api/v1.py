@@ -15,7 +15,7 @@ import orjson
 from fastapi import APIRouter, HTTPException, Query, Response
 
 from contactbook import metrics
-from contactbook.api.deps import Pool, Reader, ReadPool
+from contactbook.api.deps import Reader, Reads
 from contactbook.contacts import removed as removed_contacts
 from contactbook.contacts import repository
 from contactbook.contacts.schemas import Contact, SearchHit, Stats
@@ -54,7 +54,7 @@ def json_response(payload: object, headers: dict[str, str] | None = None) -> Res
 
 @router.get("/search", response_model=list[SearchHit])
 async def search(
-    pool: ReadPool,
+    reads: Reads,
     text: SearchText = None,
     limit: Limit = 20,
     offset: Offset = 0,
@@ -68,8 +68,7 @@ async def search(
     finds its person first.
     """
     request = prepare_search(text, limit=limit, offset=offset, tags=tags, company=company)
-    async with pool.connection() as conn:
-        page = await search_contacts_async(conn, request)
+    page = await reads.run_async(lambda conn: search_contacts_async(conn, request))
     metrics.record_search(len(page.contacts), source="v1")
     return json_response(page.contacts, headers={"X-Total-Count": str(page.total)})
 
@@ -85,7 +84,7 @@ Removed = Annotated[
 
 @router.get("/contacts", response_model=list[Contact])
 def list_contacts(
-    pool: Pool,
+    reads: Reads,
     response: Response,
     limit: Limit = 20,
     offset: Offset = 0,
@@ -102,13 +101,21 @@ def list_contacts(
             raise HTTPException(
                 422, "removed=true lists every removed contact: leave out tag and company"
             )
-        with pool.connection() as conn:
-            response.headers["X-Total-Count"] = str(removed_contacts.count_removed_contacts(conn))
-            return removed_contacts.list_removed_contacts(conn, limit=limit, offset=offset)
-    with pool.connection() as conn:
-        listed = repository.list_contacts(
+
+        def removed_page(conn) -> tuple[int, list[dict]]:
+            return (
+                removed_contacts.count_removed_contacts(conn),
+                removed_contacts.list_removed_contacts(conn, limit=limit, offset=offset),
+            )
+
+        total, contacts = reads.run(removed_page)
+        response.headers["X-Total-Count"] = str(total)
+        return contacts
+    listed = reads.run(
+        lambda conn: repository.list_contacts(
             conn, limit=limit, offset=offset, tags=tags, company=company
         )
+    )
     response.headers["X-Total-Count"] = str(listed.total)
     return listed.contacts
 
@@ -118,19 +125,20 @@ def list_contacts(
     response_model=Contact,
     responses={404: {"description": "No live contact has this id."}},
 )
-def get_contact(contact_id: int, pool: Pool) -> dict:
+def get_contact(contact_id: int, reads: Reads) -> dict:
     """One contact by its id."""
-    with pool.connection() as conn:
-        contact = repository.get_contact(conn, contact_id)
+    contact = reads.run(lambda conn: repository.get_contact(conn, contact_id))
     if contact is None:
         raise HTTPException(404, f"no contact with id {contact_id}")
     return contact
 
 
 @router.get("/stats", response_model=Stats)
-def stats(pool: Pool) -> Stats:
+def stats(reads: Reads) -> Stats:
     """How many contacts there are and when the last sync succeeded."""
-    with pool.connection() as conn:
-        last_sync = repository.last_successful_sync(conn)
-        contacts = repository.count_live_contacts(conn)
+
+    def figures(conn) -> tuple:
+        return repository.last_successful_sync(conn), repository.count_live_contacts(conn)
+
+    last_sync, contacts = reads.run(figures)
     return Stats(contacts=contacts, last_sync=last_sync.isoformat() if last_sync else None)
