@@ -20,7 +20,7 @@ from contactbook.asgi import AdmissionMiddleware
 from contactbook.config import Settings, get_settings
 from contactbook.contacts import repository
 from contactbook.contacts.importer import import_csv
-from contactbook.errors import ContactBookError
+from contactbook.errors import ContactBookError, QueryTimedOut
 from contactbook.logging import AccessLogMiddleware, RequestIdMiddleware
 from contactbook.metrics import MetricsMiddleware
 
@@ -64,12 +64,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.pool = db.create_pool(
-        settings.database_url, size=settings.db_pool_size, timeout=settings.db_pool_timeout
-    )
-    app.state.read_pool = db.create_async_pool(
-        settings.database_url, size=settings.db_pool_size, timeout=settings.db_pool_timeout
-    )
+    pooled = {
+        "size": settings.db_pool_size,
+        "timeout": settings.db_pool_timeout,
+        "statement_timeout": settings.db_statement_timeout,
+    }
+    app.state.pool = db.create_pool(settings.database_url, **pooled)
+    app.state.read_pool = db.create_async_pool(settings.database_url, **pooled)
     # The Celery client that queues tasks (None without a broker: v2 and admin triggers
     # then answer 503). Built here so a bad SYNC_SCHEDULE stops the API at start too.
     app.state.celery = (
@@ -109,7 +110,8 @@ def start_initial_import(app: FastAPI) -> None:
     under the same lock.
     """
     settings: Settings = app.state.settings
-    with app.state.pool.connection() as conn:
+    with app.state.pool.connection() as conn, conn.transaction():
+        db.without_statement_timeout(conn)  # wait out a restore rather than fail to start
         if repository.has_any_contact(conn):
             return
     source = f"start-up import of {settings.initial_csv.name}"
@@ -192,6 +194,12 @@ def _install_error_handlers(app: FastAPI) -> None:
             status_code=503,
             headers={"Retry-After": "1"},
         )
+
+    @app.exception_handler(psycopg.errors.QueryCanceled)
+    async def query_cancelled(request: Request, error: psycopg.errors.QueryCanceled):
+        # A statement past DB_STATEMENT_TIMEOUT (a subclass of OperationalError below).
+        timed_out = QueryTimedOut.after(request.app.state.settings.db_statement_timeout)
+        return await contactbook_error(request, timed_out)
 
     @app.exception_handler(psycopg.OperationalError)
     async def database_down(request: Request, error: psycopg.OperationalError) -> JSONResponse:
