@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     db_statement_timeout: float = Field(default=2.0, ge=0)
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
     max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Seconds a client has to send a request's line and headers (408 after, closed).
+    http_head_timeout: float = Field(default=15.0, gt=0, le=3600)
+    # Open connections per API process; a connection beyond them gets 503 and is closed.
+    http_max_connections: int = Field(default=1000, ge=1)
     search_result_expires: int = Field(default=3600, ge=60)
     broker_visibility_timeout: int = Field(default=3600, ge=1)
 
