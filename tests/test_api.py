@@ -277,3 +277,20 @@ def test_only_the_pools_serving_requests_bound_their_statements(db_url):
     # Imports, syncs and backups connect on their own: no bound.
     with db.connect(db_url) as conn:
         assert timeout_of(conn) == "0"
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8443"])
+def test_the_trailing_slash_redirect_never_names_the_requests_host(api, host):
+    response = api.get("/api/v1/search/", params={"text": "tom"}, headers={"Host": host})
+
+    assert response.status_code == 307
+    assert response.headers["location"] == "/api/v1/search?text=tom"
+    followed = api.get(response.headers["location"])
+    assert followed.status_code == 200 and followed.json()[0]["first_name"] == "Tom"
+
+
+def test_a_redirect_location_cannot_become_another_host():
+    from contactbook.asgi import relative_location
+
+    assert relative_location(b"http://evil.example//other.host/x?a=1") == b"/other.host/x?a=1"
+    assert relative_location(b"https://h/") == b"/"

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.responses import JSONResponse
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -38,6 +39,45 @@ async def call_observed(
         await app(scope, receive, send_and_remember_status)
     finally:
         done(status, time.perf_counter() - started)
+
+
+# -- redirects ----------------------------------------------------------------------------
+
+
+class RelativeRedirectMiddleware:
+    """Redirects name a path, never a host: Starlette's trailing-slash redirect builds
+    an absolute URL from the request's Host header, so `Host: evil.example` got
+    `location: http://evil.example/api/v1/search?…` (a cache or a careless proxy would
+    send other clients there). The location keeps its path and query only; leading
+    slashes are folded into one so the result cannot read as `//other.host/…`."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_relative(message: dict) -> None:
+            if message["type"] == "http.response.start" and 300 <= message["status"] < 400:
+                message = {
+                    **message,
+                    "headers": [
+                        (name, relative_location(value) if name.lower() == b"location" else value)
+                        for name, value in message.get("headers", [])
+                    ],
+                }
+            await send(message)
+
+        await self.app(scope, receive, send_relative)
+
+
+def relative_location(location: bytes) -> bytes:
+    """`http://any.host/a/b?q=1` -> `/a/b?q=1`."""
+    parts = urlsplit(location.decode("latin-1"))
+    path = "/" + parts.path.lstrip("/")
+    return (path + (f"?{parts.query}" if parts.query else "")).encode("latin-1")
 
 
 # -- admission --------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from psycopg_pool import PoolTimeout
 
 from contactbook import __version__, db, tasks
 from contactbook.api import admin, docs, health, page, v1, v2
-from contactbook.asgi import AdmissionMiddleware
+from contactbook.asgi import AdmissionMiddleware, RelativeRedirectMiddleware
 from contactbook.config import Settings, get_settings
 from contactbook.contacts import repository
 from contactbook.contacts.importer import import_csv
@@ -94,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     # Last added runs first: the request id exists before the access line is written,
     # and a request refused admission is logged and counted like any other.
+    app.add_middleware(RelativeRedirectMiddleware)
     app.add_middleware(AdmissionMiddleware, wait=settings.db_pool_timeout)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(AccessLogMiddleware)
