@@ -39,11 +39,17 @@ class LiveServer:
         self.thread.join(timeout=10)
 
 
-def start_server(app, *, port: int | None = None) -> LiveServer:
-    """Serve an ASGI app with uvicorn on loopback in a thread; return once it listens."""
+def start_server(app, *, port: int | None = None, http=None) -> LiveServer:
+    """Serve an ASGI app with uvicorn on loopback in a thread; return once it listens.
+    `http`: the protocol (`bounded_http(...)`, as `contactbook api` builds it)."""
     port = port or free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", http=bounded_http()
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        http=http or bounded_http(),
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

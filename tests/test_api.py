@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import httpx
+import psycopg
 import pytest
 from support import BAD_SEARCH_INPUT
 
+from contactbook import db
 from contactbook.contacts.importer import import_csv
+from contactbook.contacts.search import MAX_WORDS, parse_words
 
 PEOPLE = (
     "First Name,Last Name,Email,Description\n"
@@ -203,6 +206,7 @@ def test_every_error_of_the_tree_knows_its_status_and_exit_code():
         errors.InvalidSetting: (500, 2),
         errors.DatabaseUnavailable: (503, 1),
         errors.DatabaseNotMigrated: (503, 1),
+        errors.QueryTimedOut: (503, 1),
         tasks.BrokerUnavailable: (503, 1),
         NimbleAuthError: (502, 1),
         SyncError: (500, 1),
@@ -217,3 +221,76 @@ def test_every_error_of_the_tree_knows_its_status_and_exit_code():
     for error, (status, exit_code) in expected.items():
         assert issubclass(error, errors.ContactBookError), error
         assert (error.status_code, error.exit_code) == (status, exit_code), error
+
+
+# --------------------------------------------------------------------------- bounded statements
+
+
+def test_search_words_are_deduplicated_capped_and_a_text_without_words_finds_nothing(api):
+    def total(text: str) -> int:
+        response = api.get("/api/v1/search", params={"text": text})
+        assert response.status_code == 200, response.text
+        return int(response.headers["X-Total-Count"])
+
+    assert parse_words("ma " * 66).positive == ["ma"]  # one posting list, not 66
+    assert len(parse_words(" ".join(f"w{i}" for i in range(30))).positive) == MAX_WORDS == 10
+    assert total(" ".join(["tom"] * 40)) == total("tom") == 1
+    # Only the first ten distinct words count: an eleventh ("ada") finds nothing more.
+    padding = " ".join(f"w{i}" for i in range(9))
+    assert total(f"tom {padding} ada") == total(f"tom {padding}")
+    assert total("- or - or & |") == 0
+
+
+def test_a_query_past_the_statement_timeout_is_a_503_that_says_why(live_api, db_url, write_csv):
+    import_csv(db_url, write_csv(PEOPLE))
+    url = live_api(db_statement_timeout=0.2)
+    with httpx.Client(base_url=url, timeout=10) as client:
+        with psycopg.connect(db_url) as locker:
+            # What a restore holds while it replaces the tables: searches wait behind it.
+            locker.execute("LOCK TABLE contacts IN ACCESS EXCLUSIVE MODE")
+            # v1 search (the async pool) and the contact reads (the sync pool) give up.
+            for path in ("/api/v1/search?text=tom", "/api/v1/contacts", "/api/v1/stats"):
+                response = client.get(path)
+                assert response.status_code == 503, (path, response.text)
+                assert "DB_STATEMENT_TIMEOUT" in response.json()["detail"]
+                assert response.headers["Retry-After"] == "1"
+        # The same pooled connections serve again once the lock is gone.
+        for _ in range(3):
+            assert client.get("/api/v1/search", params={"text": "tom"}).status_code == 200
+
+
+def test_only_the_pools_serving_requests_bound_their_statements(db_url):
+    def timeout_of(conn) -> str:
+        return conn.execute("SHOW statement_timeout").fetchone()["statement_timeout"]
+
+    pool = db.create_pool(db_url, size=1, timeout=5, statement_timeout=1.5)
+    pool.open(wait=True)
+    try:
+        with pool.connection() as conn:
+            assert timeout_of(conn) == "1500ms"
+            with conn.transaction():
+                db.without_statement_timeout(conn)
+                assert timeout_of(conn) == "0"
+            assert timeout_of(conn) == "1500ms"
+    finally:
+        pool.close()
+    # Imports, syncs and backups connect on their own: no bound.
+    with db.connect(db_url) as conn:
+        assert timeout_of(conn) == "0"
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8443"])
+def test_the_trailing_slash_redirect_never_names_the_requests_host(api, host):
+    response = api.get("/api/v1/search/", params={"text": "tom"}, headers={"Host": host})
+
+    assert response.status_code == 307
+    assert response.headers["location"] == "/api/v1/search?text=tom"
+    followed = api.get(response.headers["location"])
+    assert followed.status_code == 200 and followed.json()[0]["first_name"] == "Tom"
+
+
+def test_a_redirect_location_cannot_become_another_host():
+    from contactbook.asgi import relative_location
+
+    assert relative_location(b"http://evil.example//other.host/x?a=1") == b"/other.host/x?a=1"
+    assert relative_location(b"https://h/") == b"/"

@@ -1,4 +1,5 @@
-"""Every endpoint of the live API under generated requests (schemathesis over /openapi.json).
+"""Every endpoint of the live API under generated requests (schemathesis over /openapi.json),
+and clients that hold connections without finishing a request (slowloris).
 
 One test, one live app: each operation of the published schema gets a fixed number of
 generated cases, schema-valid ones and deliberately invalid ones, sent over loopback. No
@@ -11,8 +12,12 @@ Generation is derandomized, so CI sends the same requests on every run.
 
 from __future__ import annotations
 
+import socket
 import time
+from pathlib import Path
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 import requests
 import schemathesis
@@ -24,7 +29,9 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from support import start_server
 
+from contactbook.asgi import bounded_http
 from contactbook.contacts.importer import import_csv
 
 ADMIN_TOKEN = "hostile-admin-token-5d21"
@@ -127,3 +134,90 @@ def fuzz(operation, mode, count, base_url, session, sent, unavailable) -> None:
         case.validate_response(response, checks=checks)
 
     exercise()
+
+
+# --------------------------------------------------------------------------- slowloris
+
+EMPTY_CSV = Path(__file__).parent / "data" / "empty.csv"
+HEAD_TIMEOUT = 0.5
+MAX_CONNECTIONS = 4
+
+
+@pytest.fixture
+def bounded_api(make_settings):
+    """The real API served with a short head timeout and a small connection cap."""
+    from contactbook.api.app import create_app
+
+    server = start_server(
+        create_app(make_settings(contactbook_csv=EMPTY_CSV, redis_url=None)),
+        http=bounded_http(head_timeout=HEAD_TIMEOUT, max_connections=MAX_CONNECTIONS),
+    )
+    yield urlsplit(server.url)
+    server.stop()
+
+
+def connect(address) -> socket.socket:
+    # The socket timeout only keeps a broken server from hanging the test: the server
+    # closes long before it.
+    return socket.create_connection((address.hostname, address.port), timeout=20)
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    answer = b""
+    while data := sock.recv(65536):
+        answer += data
+    return answer
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [b"", b"GET /api/v1/sea", b"GET /healthz HTTP/1.1\r\nHost: test\r\nX-Slow: aaa"],
+    ids=["nothing", "half-a-request-line", "half-the-headers"],
+)
+def test_a_request_head_not_finished_in_time_is_answered_408_and_closed(bounded_api, sent):
+    with connect(bounded_api) as sock:
+        sock.sendall(sent)
+        answer = read_until_closed(sock)
+
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert b"connection: close" in answer.lower()
+
+
+def test_a_kept_alive_connection_has_the_same_time_for_its_next_head(bounded_api):
+    with connect(bounded_api) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        first = sock.recv(65536)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHo")
+        answer = read_until_closed(sock)
+
+    assert first.startswith(b"HTTP/1.1 200 "), first
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+
+
+def test_connections_beyond_the_cap_are_refused_at_once_and_served_again_after(bounded_api):
+    url = f"http://{bounded_api.hostname}:{bounded_api.port}/healthz"
+    held = [connect(bounded_api) for _ in range(MAX_CONNECTIONS)]
+    try:
+        # Each held connection is open on the server once it answers on it.
+        for sock in held:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        with connect(bounded_api) as extra:
+            try:
+                answer = read_until_closed(extra)
+            except ConnectionResetError:
+                answer = b"reset"
+        assert answer.startswith(b"HTTP/1.1 503 ") or answer in (b"", b"reset"), answer
+    finally:
+        for sock in held:
+            sock.close()
+    # The places are free again once the held connections are gone.
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "the server never served again"
+        time.sleep(0.05)

@@ -242,6 +242,14 @@ def test_a_failing_request_is_logged_as_500(log_lines, client) -> None:
     assert access[-1]["status"] == 500 and access[-1]["request_id"] == "r-500"
 
 
+def test_a_long_path_is_cut_in_the_access_line(log_lines, client) -> None:
+    path = "/nowhere/" + "x" * 60_000
+    assert client.get(path).status_code == 404
+    (access,) = [line for line in log_lines() if line["logger"] == "contactbook.access"]
+    assert access["path"] == path[:1024] + f"…(+{len(path) - 1024} characters)"
+    assert len(json.dumps(access)) < 4_000  # not 120 KB: the path twice
+
+
 def test_health_probes_are_access_logged_at_debug(log_lines, client) -> None:
     client.get("/healthz")
     (access,) = [line for line in log_lines() if line["logger"] == "contactbook.access"]

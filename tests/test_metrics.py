@@ -76,6 +76,18 @@ def test_requests_are_counted_by_route_template_and_status(client) -> None:
     assert "secret" not in text
 
 
+def test_methods_other_than_the_usual_ones_share_one_label(client) -> None:
+    unusual = ["PROPFIND", "MKCALENDAR", "PURGE", "LINK", "SEARCH"]
+    for method in unusual:
+        assert client.request(method, "/metrics-test/items/1").status_code == 405
+    text = metrics.metrics_response()[0].decode()
+    assert value(
+        "contactbook_http_requests_total", method="other", route="/metrics-test/items/{item_id}",
+        status="405",
+    ) >= len(unusual)  # fmt: skip
+    assert not any(f'method="{method}"' in text for method in unusual)
+
+
 # --- the helpers ---------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ import time
 import uuid
 
 import httpx
+import psycopg
 import pytest
 from celery_support import CELERY_WARNINGS, wait_for_task
 from support import BAD_SEARCH_INPUT
@@ -174,3 +175,15 @@ def test_readyz_is_503_when_the_broker_is_down(live_api, tmp_path):
 
     assert response.status_code == 503
     assert response.json()["checks"] == {"database": True, "broker": False, "worker": False}
+
+
+def test_a_search_past_the_statement_timeout_fails_at_once_and_says_why(api, db_url):
+    # The worker's search connections stop a statement after DB_STATEMENT_TIMEOUT (2 s),
+    # here one waiting behind what a restore holds; the task is not retried.
+    with psycopg.connect(db_url) as locker:
+        locker.execute("LOCK TABLE contacts IN ACCESS EXCLUSIVE MODE")
+        answer = search_v2(api, text="Dan")
+
+    assert answer["status"] == "FAILURE", answer
+    assert "DB_STATEMENT_TIMEOUT" in answer["error"]
+    assert search_v2(api, text="Dan")["status"] == "SUCCESS"

@@ -186,7 +186,7 @@ def api(
     import uvicorn
 
     from contactbook import db
-    from contactbook.asgi import bounded_http
+    from contactbook.asgi import bounded_http, connection_cap
     from contactbook.config import export_service_urls, get_settings
     from contactbook.logging import choose_log_format, settings_secrets, uvicorn_log_config
     from contactbook.preflight import ensure_port_free
@@ -204,7 +204,11 @@ def api(
             host=host,
             port=port,
             workers=workers or os.cpu_count() or 1,
-            http=bounded_http(settings.max_header_bytes),
+            http=bounded_http(
+                settings.max_header_bytes,
+                head_timeout=settings.http_head_timeout,
+                max_connections=connection_cap(settings.http_max_connections),
+            ),
             # Every uvicorn worker process applies this: JSON lines, and our access log
             # instead of uvicorn's.
             log_config=uvicorn_log_config(

@@ -62,8 +62,16 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] | None = None
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_pool_timeout: float = Field(default=5.0, gt=0)
+    # Seconds any statement of the API's and the worker's search connections may run
+    # before PostgreSQL cancels it (503); 0: no bound. Imports, syncs and backups are not
+    # bounded.
+    db_statement_timeout: float = Field(default=2.0, ge=0)
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
     max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Seconds a client has to send a request's line and headers (408 after, closed).
+    http_head_timeout: float = Field(default=15.0, gt=0, le=3600)
+    # Open connections per API process; a connection beyond them gets 503 and is closed.
+    http_max_connections: int = Field(default=1000, ge=1)
     search_result_expires: int = Field(default=3600, ge=60)
     broker_visibility_timeout: int = Field(default=3600, ge=1)
 

@@ -15,6 +15,7 @@ and nothing a user can cause ends in a traceback.
     └── ServiceUnavailable           503, exit 1   (with Retry-After)
         ├── DatabaseUnavailable                    DATABASE_URL
         ├── DatabaseNotMigrated                    run `contactbook db upgrade`
+        ├── QueryTimedOut                          DB_STATEMENT_TIMEOUT
         └── BrokerUnavailable                      REDIS_URL
 
 The domains' own errors join the tree where they are defined: `nimble.errors.NimbleError`
@@ -85,6 +86,20 @@ class DatabaseNotMigrated(ServiceUnavailable):
     """The database lacks this version's tables or functions: `contactbook db upgrade`."""
 
 
+class QueryTimedOut(ServiceUnavailable):
+    """PostgreSQL cancelled a statement that ran past DB_STATEMENT_TIMEOUT."""
+
+    retry_after = 1
+
+    @classmethod
+    def after(cls, seconds: float) -> QueryTimedOut:
+        return cls(
+            f"the database did not answer within {seconds:g} s (DB_STATEMENT_TIMEOUT) and "
+            "the query was stopped: the database is busy, or the search is too broad. "
+            "Try again in a moment, or search for fewer or rarer words."
+        )
+
+
 class BrokerUnavailable(ServiceUnavailable):
     """The Celery broker or result backend (REDIS_URL) cannot be reached."""
 
@@ -100,6 +115,7 @@ __all__ = [
     "DatabaseUnavailable",
     "InvalidSetting",
     "NotFound",
+    "QueryTimedOut",
     "ServiceUnavailable",
     "UnusableInput",
 ]

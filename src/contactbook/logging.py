@@ -267,9 +267,10 @@ class RequestIdMiddleware:
 
 class AccessLogMiddleware:
     """One JSON line per request on the `contactbook.access` logger: method, path (never
-    the query string: search text stays out of the logs), status, duration_ms, and the
-    request id. Health probes and `/metrics` are logged at DEBUG. Place it inside
-    `RequestIdMiddleware` so the line carries the request's id."""
+    the query string: search text stays out of the logs; cut after MAX_LOGGED_PATH
+    characters), status, duration_ms, and the request id. Health probes and `/metrics`
+    are logged at DEBUG. Place it inside `RequestIdMiddleware` so the line carries the
+    request's id."""
 
     def __init__(self, app: Any, logger_name: str = "contactbook.access") -> None:
         self.app = app
@@ -282,7 +283,7 @@ class AccessLogMiddleware:
         await call_observed(self.app, scope, receive, send, functools.partial(self._write, scope))
 
     def _write(self, scope: dict, status: int, seconds: float) -> None:
-        path = scope.get("path", "")
+        path = shorten_path(scope.get("path", ""))
         method = scope.get("method", "")
         level = logging.DEBUG if path in _QUIET_PATHS and status < 400 else logging.INFO
         self.log.log(
@@ -299,6 +300,18 @@ class AccessLogMiddleware:
                 "client": _client_address(scope),
             },
         )
+
+
+#: Characters of a request path an access line shows; a longer one is cut, with a marker
+#: (a 60 KB path made a 120 KB line).
+MAX_LOGGED_PATH = 1024
+
+
+def shorten_path(path: str) -> str:
+    """`path`, or its first MAX_LOGGED_PATH characters and `…(+N characters)`."""
+    if len(path) <= MAX_LOGGED_PATH:
+        return path
+    return f"{path[:MAX_LOGGED_PATH]}…(+{len(path) - MAX_LOGGED_PATH} characters)"
 
 
 # --- Celery -------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ Families (all prefixed `contactbook_`):
 | `replication_lag_seconds` | gauge | (the replica's replay lag; 0 once it replayed all it got) |
 | `read_fallbacks_total` | counter | (reads the primary answered because the replica did not) |
 
-Labels are bounded sets chosen here: never a raw path, a query text, a token or a URL.
+`method` is GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or `other`. Labels are bounded
+sets chosen here: never a raw path, a query text, a token or a URL.
 
 **Several processes, one view.** The API runs several uvicorn workers and Celery runs in
 other processes, each with its own memory. We use prometheus-client's multiprocess mode:
@@ -220,9 +221,14 @@ class MetricsMiddleware:
         )
 
 
+#: Methods counted by name; any other of the 35 httptools parses is counted as "other".
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def _count_request(scope: dict, status: int, seconds: float) -> None:
+    method = scope.get("method", "")
     labels = {
-        "method": scope.get("method", ""),
+        "method": method if method in HTTP_METHODS else "other",
         "route": route_template(scope),
         "status": str(status),
     }

@@ -113,6 +113,7 @@ class ContactBookCelery(Celery):
                     self.settings.database_url,
                     size=self.settings.db_pool_size,
                     timeout=self.settings.db_pool_timeout,
+                    statement_timeout=self.settings.db_statement_timeout,
                 )
                 self._search_pool.open(wait=False)
                 self._search_reads = create_read_router(self.settings, primary=self._search_pool)
@@ -289,11 +290,15 @@ def _register_tasks(app: ContactBookCelery) -> None:
         company: str | None = None,
     ) -> list[dict]:
         """The v1 search, on a worker: returns exactly v1's JSON list."""
-        hits = self.app.search_reads().run(
-            lambda conn: search_hits(
-                conn, text, limit=limit, offset=offset, tags=tags, company=company
+        try:
+            hits = self.app.search_reads().run(
+                lambda conn: search_hits(
+                    conn, text, limit=limit, offset=offset, tags=tags, company=company
+                )
             )
-        )
+        except psycopg.errors.QueryCanceled as error:
+            # Not retried (it would cost the same again): the task fails with the reason.
+            raise errors.QueryTimedOut.after(self.app.settings.db_statement_timeout) from error
         record_search(len(hits), source="v2")
         return hits
 

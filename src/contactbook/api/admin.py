@@ -24,7 +24,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from contactbook import tasks
+from contactbook import db, tasks
 from contactbook.api.deps import Admin, Pool, SettingsDep
 from contactbook.api.v2 import CeleryDep, TaskAccepted
 from contactbook.config import Settings
@@ -144,7 +144,8 @@ def undelete_contacts(body: UndeleteRequest, pool: Pool) -> Undeleted:
     """
     if body.all == (body.ids is not None):
         raise UnusableInput('send {"ids": [...]} or {"all": true}, one of the two')
-    with pool.connection() as conn:
+    with pool.connection() as conn, conn.transaction():
+        db.without_statement_timeout(conn)  # it waits for a running import's lock
         return Undeleted(undeleted=removed.undelete_contacts(conn, None if body.all else body.ids))
 
 

@@ -17,12 +17,12 @@ from psycopg_pool import PoolTimeout
 
 from contactbook import __version__, db, tasks
 from contactbook.api import admin, docs, health, page, v1, v2
-from contactbook.asgi import AdmissionMiddleware
+from contactbook.asgi import AdmissionMiddleware, RelativeRedirectMiddleware
 from contactbook.config import Settings, get_settings
 from contactbook.contacts import repository
 from contactbook.contacts.importer import import_csv
 from contactbook.db.replica import ReadRouter, create_read_router, primary_unavailable
-from contactbook.errors import ContactBookError
+from contactbook.errors import ContactBookError, QueryTimedOut
 from contactbook.logging import AccessLogMiddleware, RequestIdMiddleware
 from contactbook.metrics import MetricsMiddleware
 
@@ -74,12 +74,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.pool = db.create_pool(
-        settings.database_url, size=settings.db_pool_size, timeout=settings.db_pool_timeout
-    )
-    app.state.read_pool = db.create_async_pool(
-        settings.database_url, size=settings.db_pool_size, timeout=settings.db_pool_timeout
-    )
+    pooled = {
+        "size": settings.db_pool_size,
+        "timeout": settings.db_pool_timeout,
+        "statement_timeout": settings.db_statement_timeout,
+    }
+    app.state.pool = db.create_pool(settings.database_url, **pooled)
+    app.state.read_pool = db.create_async_pool(settings.database_url, **pooled)
     # Searches and contact reads go through this: the replica (DATABASE_READ_URL) while it
     # answers, the two pools above otherwise.
     app.state.reads = create_read_router(
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     # Last added runs first: the request id exists before the access line is written,
     # and a request refused admission is logged and counted like any other.
+    app.add_middleware(RelativeRedirectMiddleware)
     app.add_middleware(AdmissionMiddleware, wait=settings.db_pool_timeout)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(AccessLogMiddleware)
@@ -125,8 +127,10 @@ def start_initial_import(app: FastAPI) -> None:
     """
     settings: Settings = app.state.settings
     try:
-        if app.state.reads.run(repository.has_any_contact):
-            return
+        with app.state.pool.connection() as conn, conn.transaction():
+            db.without_statement_timeout(conn)  # wait out a restore rather than fail to start
+            if repository.has_any_contact(conn):
+                return
     except (psycopg.OperationalError, ContactBookError) as error:
         log.warning("start-up import skipped: the database is not reachable (%s)", error)
         return
@@ -215,6 +219,12 @@ def _install_error_handlers(app: FastAPI) -> None:
             status_code=503,
             headers={"Retry-After": "1"},
         )
+
+    @app.exception_handler(psycopg.errors.QueryCanceled)
+    async def query_cancelled(request: Request, error: psycopg.errors.QueryCanceled):
+        # A statement past DB_STATEMENT_TIMEOUT (a subclass of OperationalError below).
+        timed_out = QueryTimedOut.after(request.app.state.settings.db_statement_timeout)
+        return await contactbook_error(request, timed_out)
 
     @app.exception_handler(psycopg.OperationalError)
     async def database_down(request: Request, error: psycopg.OperationalError) -> JSONResponse:

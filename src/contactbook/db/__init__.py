@@ -42,28 +42,43 @@ def connect(database_url: str, *, autocommit: bool = False) -> psycopg.Connectio
     return psycopg.connect(database_url, autocommit=autocommit, row_factory=dict_row)
 
 
-def create_pool(database_url: str, *, size: int, timeout: float) -> ConnectionPool:
-    """A pool of dict-row connections, opened by the caller (`pool.open()`)."""
+def create_pool(
+    database_url: str, *, size: int, timeout: float, statement_timeout: float = 0
+) -> ConnectionPool:
+    """A pool of dict-row connections, opened by the caller (`pool.open()`).
+
+    `statement_timeout` (seconds, 0 for none) bounds every statement run on its
+    connections: see `bound_statements`.
+    """
     from psycopg_pool import ConnectionPool
 
+    bound = bound_statements(statement_timeout)
     return ConnectionPool(
         database_url,
         min_size=min(2, size),
         max_size=size,
         timeout=timeout,
         kwargs={"row_factory": dict_row, "autocommit": True},
+        configure=(lambda conn: conn.execute(*bound)) if bound else None,
         open=False,
         name="contactbook",
     )
 
 
-def create_async_pool(database_url: str, *, size: int, timeout: float) -> AsyncConnectionPool:
+def create_async_pool(
+    database_url: str, *, size: int, timeout: float, statement_timeout: float = 0
+) -> AsyncConnectionPool:
     """The API's pool for reads on the event loop, opened by the caller (`await pool.open()`).
 
     Requests use it without a thread hop: an endpoint awaits a connection, awaits the one
-    statement of its search and answers.
+    statement of its search and answers. `statement_timeout` as in `create_pool`.
     """
     from psycopg_pool import AsyncConnectionPool
+
+    bound = bound_statements(statement_timeout)
+
+    async def configure(conn: psycopg.AsyncConnection) -> None:
+        await conn.execute(*bound)
 
     return AsyncConnectionPool(
         database_url,
@@ -71,9 +86,39 @@ def create_async_pool(database_url: str, *, size: int, timeout: float) -> AsyncC
         max_size=size,
         timeout=timeout,
         kwargs={"row_factory": dict_row, "autocommit": True},
+        configure=configure if bound else None,
         open=False,
         name="contactbook-reads",
     )
+
+
+SET_STATEMENT_TIMEOUT = "SELECT set_config('statement_timeout', %(milliseconds)s, false)"
+#: For one transaction of a pooled connection that may run long by design (an undelete
+#: waits for a running import's lock).
+LIFT_STATEMENT_TIMEOUT = "SELECT set_config('statement_timeout', '0', true)"
+
+
+def bound_statements(statement_timeout: float) -> tuple[str, dict] | None:
+    """The statement that gives a pooled connection its `statement_timeout` (seconds;
+    None for 0, no bound).
+
+    The pools serving requests and searches (the API's two, the worker's) run it once
+    per new connection, so it costs no round trip per query. PostgreSQL then cancels any
+    statement that runs longer, lock waits included: a search built to be slow, or one
+    stuck behind a restore's locks, ends in `psycopg.errors.QueryCanceled` (the API
+    answers 503) instead of holding a connection and a core. Imports, syncs, migrations
+    and backups open their own connections (`connect`) and are not bounded.
+    """
+    milliseconds = round(statement_timeout * 1000)
+    if milliseconds <= 0:
+        return None
+    return SET_STATEMENT_TIMEOUT, {"milliseconds": str(milliseconds)}
+
+
+def without_statement_timeout(conn: psycopg.Connection) -> None:
+    """Lift a pooled connection's statement timeout until its transaction ends (call it
+    inside `conn.transaction()`)."""
+    conn.execute(LIFT_STATEMENT_TIMEOUT)
 
 
 def describe_database(database_url: str) -> str:

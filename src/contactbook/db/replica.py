@@ -334,13 +334,15 @@ def create_read_router(
     read_url = settings.database_read_url
     if read_url is None:
         return ReadRouter(primary=primary, primary_async=primary_async)
-    size, timeout = settings.db_pool_size, settings.db_pool_timeout
+    pooled = {
+        "size": settings.db_pool_size,
+        "timeout": settings.db_pool_timeout,
+        "statement_timeout": settings.db_statement_timeout,
+    }
     return ReadRouter(
         primary=primary,
         primary_async=primary_async,
-        replica=create_pool(read_url, size=size, timeout=timeout),
-        replica_async=(
-            create_async_pool(read_url, size=size, timeout=timeout) if primary_async else None
-        ),
+        replica=create_pool(read_url, **pooled),
+        replica_async=create_async_pool(read_url, **pooled) if primary_async else None,
         monitor=ReplicaMonitor(read_url, ReplicaState(read_url), interval=probe_interval),
     )
