@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import httpx
 import pytest
+from support import wait_until  # noqa: F401  (the Celery tests import it from here)
 
 ADMIN_TOKEN = "admin-token-for-tests"
 
@@ -33,15 +33,3 @@ def wait_for_task(
         if time.monotonic() > deadline:
             raise AssertionError(f"task still {body['status']} after {timeout}s: {body}")
         time.sleep(0.02)
-
-
-def wait_until(condition: Callable[[], object], *, timeout: float = 30, what: str = "") -> object:
-    """Poll `condition` until it returns something truthy; return that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
-        time.sleep(0.05)

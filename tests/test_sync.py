@@ -25,7 +25,7 @@ from contactbook.nimble.sync import (
 
 
 def run(conn: psycopg.Connection, sim: Simulator, *, full: bool = False, **kwargs):
-    client_options = {k: kwargs.pop(k) for k in ("api_key", "per_page") if k in kwargs}
+    client_options = {k: kwargs.pop(k) for k in ("api_key", "per_page", "timeout") if k in kwargs}
     client_options.setdefault("per_page", 10)
     with sim.client(**client_options) as client:
         return sync_contacts(conn, client, full=full, **kwargs)
@@ -204,7 +204,11 @@ def test_incremental_runs_fetch_only_what_changed(conn, sim: Simulator) -> None:
     sim.state.update_contact("p00017", {"first_name": "Seventeen"})
     sim.state.add_contact({"id": "new1", "first_name": "New", "emails": ["n@x.test"]})
     sim.state.clear_requests()
-    time.sleep(1.1)  # Nimble's times have whole seconds: start the next window after the edits
+    # Nimble's times have whole seconds: the next run (whose start is the third run's
+    # window) starts in a second after the edits' one.
+    edited = datetime.now(UTC).replace(microsecond=0)
+    while datetime.now(UTC).replace(microsecond=0) <= edited:
+        time.sleep(0.01)
 
     second = run(conn, sim, overlap=timedelta(0))
     assert (first.fetched, second.mode, second.fetched) == (30, "incremental", 3)
@@ -322,20 +326,21 @@ def test_the_key_never_appears_in_any_output(
 
 def test_a_concurrent_sync_is_refused(conn, db_url: str, sim: Simulator) -> None:
     sim.reset(people(30))
-    sim.state.set_faults(FaultPlan().slow(2, 1.0))
+    sim.state.set_faults(FaultPlan().hold(2))  # the first sync waits there, holding the lock
     outcome: dict = {}
 
     def first_sync() -> None:
         with psycopg.connect(db_url, autocommit=True) as other:
-            outcome["summary"] = run(other, sim)
+            outcome["summary"] = run(other, sim, timeout=60)  # however long the hold
 
     thread = threading.Thread(target=first_sync)
     thread.start()
-    deadline = time.monotonic() + 5
-    while not sim.page_requests(2) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    with pytest.raises(SyncAlreadyRunning):
-        run(conn, sim)
+    assert sim.state.holding.wait(timeout=30), "the first sync never asked for page 2"
+    try:
+        with pytest.raises(SyncAlreadyRunning):
+            run(conn, sim)
+    finally:
+        sim.state.release()
     thread.join()
     assert outcome["summary"].inserted == 30
     assert [r["status"] for r in runs(conn)] == ["succeeded"]  # the refused one left no run
@@ -461,13 +466,16 @@ def test_synced_names_feed_the_typo_vocabulary(conn, sim: Simulator) -> None:
 
 def test_a_record_seen_twice_fails_the_run(conn, sim: Simulator, pending_changes: list) -> None:
     # A record that moves between pages while they are read arrives twice.
-    sim.state.set_faults(FaultPlan().slow(3, 0.5, times=1))
-    with sim.client(per_page=10, concurrency=1) as client:
+    # Pages come one at a time; while page 3 is held, p00000 (read on page 1) moves to
+    # the end of the list, which page 4, asked for after page 3, ends with.
+    sim.state.set_faults(FaultPlan().hold(3))
+    with sim.client(per_page=10, concurrency=1, timeout=60) as client:
 
         def move_a_record() -> None:
-            time.sleep(0.25)  # page 2 is read; page 3 is being delayed
+            sim.state.holding.wait(timeout=30)
             sim.state.delete_contact("p00000")
             sim.state.add_contact({"id": "p00000", "first_name": "Moved"})
+            sim.state.release()
 
         mover = threading.Thread(target=move_a_record)
         mover.start()

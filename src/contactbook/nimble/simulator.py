@@ -16,7 +16,8 @@ simulator to a network you do not trust) or the same calls in process on
 ``app.state.simulator``:
 
 * ``POST /_faults`` sets a :class:`FaultPlan` (failing, slow, malformed or dropped
-  pages, latency on every request, a wrong ``meta.total``); ``DELETE /_faults`` clears it.
+  pages, latency on every request, a wrong ``meta.total``, pages held until several are
+  asked for at once or until the test lets them go); ``DELETE /_faults`` clears it.
 * ``POST /_contacts``, ``PUT /_contacts/{id}``, ``DELETE /_contacts/{id}`` change the
   data as a Nimble user would; each change moves the record's ``updated`` to now.
 * ``GET /_requests`` lists the API requests received (``DELETE`` clears the log).
@@ -57,7 +58,13 @@ SAMPLE_CSV = Path(__file__).resolve().parent.parent / "contacts" / "sample_conta
 MAX_PER_PAGE = 1000
 _NIMBLE_TIME = "%Y-%m-%dT%H:%M:%S+0000"
 
-FaultKind = Literal["error", "malformed", "drop", "slow"]
+FaultKind = Literal["error", "malformed", "drop", "slow", "hold"]
+#: How long a page held by ``FaultPlan.together`` waits for the others before it is
+#: answered anyway (a client that asks one page at a time gets there, slowly).
+TOGETHER_TIMEOUT = 5.0
+#: How long a ``hold`` page waits for :meth:`SimulatorState.release` when its fault does
+#: not say (``delay``).
+HOLD_TIMEOUT = 60.0
 
 
 # -- faults -----------------------------------------------------------------------------
@@ -69,8 +76,12 @@ class PageFault:
 
     ``error`` answers ``status`` with a Nimble error body, ``malformed`` answers 200 with
     broken JSON, ``drop`` closes the connection half-way through the body, ``slow``
-    waits ``delay`` seconds and then answers normally. ``times`` is how many requests
-    the fault hits before it is used up; ``None`` means every request.
+    waits ``delay`` seconds and then answers normally, ``hold`` answers (with the data
+    of the moment it was asked) once the test calls :meth:`SimulatorState.release` (at
+    most ``delay`` seconds, :data:`HOLD_TIMEOUT` if 0): a test then does something
+    while the page is outstanding, without guessing how long that takes.
+    ``times`` is how many requests the fault hits before it is used up; ``None`` means
+    every request.
     """
 
     kind: FaultKind
@@ -91,6 +102,9 @@ class FaultPlan:
     latency: float = 0.0
     #: Added to ``meta.total`` in every listing answer.
     total_offset: int = 0
+    #: Listing pages after the first are held until this many are asked for at once (or
+    #: :data:`TOGETHER_TIMEOUT` passes): proves a client's concurrency without timing it.
+    together: int = 0
 
     def add(self, page: int, fault: PageFault) -> FaultPlan:
         self.pages.setdefault(page, []).append(fault)
@@ -108,6 +122,9 @@ class FaultPlan:
     def slow(self, page: int, delay: float, *, times: int | None = None) -> FaultPlan:
         return self.add(page, PageFault("slow", times=times, delay=delay))
 
+    def hold(self, page: int, *, times: int | None = 1) -> FaultPlan:
+        return self.add(page, PageFault("hold", times=times))
+
     def take(self, page: int) -> PageFault | None:
         """The fault this request of ``page`` suffers, using one of its ``times``."""
         for fault in self.pages.get(page, []):
@@ -123,6 +140,7 @@ class FaultPlan:
             "pages": {str(p): [asdict(f) for f in faults] for p, faults in self.pages.items()},
             "latency": self.latency,
             "total_offset": self.total_offset,
+            "together": self.together,
         }
 
     @classmethod
@@ -130,12 +148,14 @@ class FaultPlan:
         """Read ``{"latency": 0.05, "total_offset": 1, "pages": {"2": [{"kind": "error",
         "times": 2, "status": 500}]}}``."""
         plan = cls(
-            latency=float(data.get("latency", 0.0)), total_offset=int(data.get("total_offset", 0))
+            latency=float(data.get("latency", 0.0)),
+            total_offset=int(data.get("total_offset", 0)),
+            together=int(data.get("together", 0)),
         )
         for page, faults in (data.get("pages") or {}).items():
             for fault in faults:
                 kind = fault.get("kind")
-                if kind not in ("error", "malformed", "drop", "slow"):
+                if kind not in ("error", "malformed", "drop", "slow", "hold"):
                     raise ValueError(f"unknown fault kind {kind!r}")
                 plan.add(
                     int(page),
@@ -533,6 +553,32 @@ class RequestRecord:
     status: int
 
 
+class _Gathering:
+    """Requests that wait until ``n`` of them are waiting, then all go on together.
+
+    Used from the server's event loop only (the asyncio events are made and awaited there).
+    """
+
+    def __init__(self) -> None:
+        self.waiting = 0
+        self.released: asyncio.Event | None = None
+
+    async def wait(self, n: int, timeout: float) -> None:
+        if self.released is None:
+            self.released = asyncio.Event()
+        released = self.released
+        self.waiting += 1
+        if self.waiting >= n:
+            released.set()
+            self.waiting, self.released = 0, None
+            return
+        try:
+            await asyncio.wait_for(released.wait(), timeout)
+        except TimeoutError:
+            if self.released is released:
+                self.waiting -= 1
+
+
 class SimulatorState:
     """The records, the fault plan and the request log of one simulator."""
 
@@ -543,6 +589,10 @@ class SimulatorState:
         #: API requests being answered now, and the most there ever were at once.
         self.in_flight = 0
         self.max_in_flight = 0
+        self._gathering = _Gathering()
+        #: Set when a ``hold`` page is being held; :meth:`release` lets it go.
+        self.holding = threading.Event()
+        self._released = threading.Event()
         self._lock = threading.Lock()
         self._records: dict[str, dict[str, Any]] = {}
         self._version = 0
@@ -622,6 +672,19 @@ class SimulatorState:
             found = self._records.pop(nimble_id, None) is not None
             self._version += found
             return found
+
+    async def gather(self) -> None:
+        """Hold a listing page until ``faults.together`` of them are held (see FaultPlan)."""
+        if self.faults.together > 1:
+            await self._gathering.wait(self.faults.together, TOGETHER_TIMEOUT)
+
+    async def hold(self, timeout: float) -> None:
+        self.holding.set()
+        await asyncio.to_thread(self._released.wait, timeout)
+
+    def release(self) -> None:
+        """Answer the held pages, and let every later ``hold`` page through at once."""
+        self._released.set()
 
     def set_faults(self, plan: FaultPlan | None) -> None:
         with self._lock:
@@ -834,13 +897,18 @@ def create_app(
             token.strip().encode(), state.api_key.encode()
         )
 
-    async def api_call(request: Request, answer: Callable[[], Response]) -> Response:
-        """Latency, authentication, Nimble-style errors and the request log."""
+    async def api_call(
+        request: Request, answer: Callable[[], Response], *, held: bool = False
+    ) -> Response:
+        """Latency, authentication, Nimble-style errors and the request log; ``held``
+        pages wait for the others ``FaultPlan.together`` asks for."""
         state.in_flight += 1
         state.max_in_flight = max(state.max_in_flight, state.in_flight)
         try:
             if state.faults.latency:
                 await asyncio.sleep(state.faults.latency)
+            if held:
+                await state.gather()
         finally:
             state.in_flight -= 1
         if not authorized(request):
@@ -886,9 +954,12 @@ def create_app(
                 }
             )
 
-        response = await api_call(request, answer)
+        held = request.query_params.get("page", "1") != "1"
+        response = await api_call(request, answer, held=held)
         if fault and fault.kind == "slow":
             await asyncio.sleep(fault.delay)
+        if fault and fault.kind == "hold":
+            await state.hold(fault.delay or HOLD_TIMEOUT)
         return response
 
     @app.get("/api/v1/contacts/ids")
