@@ -37,7 +37,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +69,9 @@ KIND_IMPORT = "import"
 KIND_SYNC = "sync"
 
 _ISSUED_KEY = "contactbook-issued-{task_id}"
+
+#: Seconds a submit waits for a broker connection of the API's pool before it answers 503.
+BROKER_POOL_ACQUIRE_TIMEOUT = 5.0
 
 #: Retried on the worker: the database went away for a moment.
 TRANSIENT_ERRORS = (psycopg.OperationalError, PoolTimeout)
@@ -99,6 +104,15 @@ class ContactBookCelery(Celery):
         self._search_pool: ConnectionPool | None = None
         self._search_pool_pid = 0
         self._search_pool_lock = threading.Lock()
+        self._queue_monitor: QueueMonitor | None = None
+
+    @property
+    def queue_monitor(self) -> QueueMonitor:
+        """The broker and the workers as /readyz reports them (checked in the background)."""
+        with self._search_pool_lock:
+            if self._queue_monitor is None:
+                self._queue_monitor = QueueMonitor(self)
+            return self._queue_monitor
 
     def search_connection(self):
         """A pooled database connection for search tasks, made after any fork."""
@@ -127,6 +141,9 @@ class ContactBookCelery(Celery):
 
     def close(self) -> None:
         with self._search_pool_lock:
+            if self._queue_monitor is not None:
+                self._queue_monitor.close()
+                self._queue_monitor = None
             if self._search_pool is not None and self._search_pool_pid == os.getpid():
                 self._search_pool.close()
             self._search_pool = None
@@ -188,6 +205,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "enable_utc": True,
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 2.0,
+        # Waiting for one of the API's broker_pool_limit (10) connections is bounded: a
+        # submit that cannot get one answers 503 instead of hanging its thread for ever.
+        "broker_pool_acquire_timeout": BROKER_POOL_ACQUIRE_TIMEOUT,
         "broker_transport_options": _broker_transport_options(settings.broker_visibility_timeout),
         "task_publish_retry_policy": {
             "max_retries": 2,
@@ -488,20 +508,91 @@ def _shown_status(task_id: str, state: str, outcome: object) -> dict:
     }
 
 
-def broker_reachable(app: Celery, *, timeout: float = 2.0) -> bool:
-    """Whether a connection to the broker can be made now."""
-    try:
-        with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=timeout)
-        return True
-    except Exception:  # any failure means "not reachable"; readiness says so
-        return False
+@dataclass(frozen=True)
+class QueueHealth:
+    """What the last background check saw: the broker answered; a worker answered a ping."""
+
+    broker: bool
+    worker: bool
+
+
+class QueueMonitor:
+    """The broker and the workers, checked every few seconds by one background thread.
+
+    /readyz reads the last answer and costs the broker nothing. It used to ping the
+    workers itself: `app.control.ping` takes a connection of the app's pool and, while
+    holding it, a second one for its producer, so 11 probes at once took the 10
+    connections and waited for ever for an eleventh (every v2 submit, sync trigger and
+    upload then hung). Here the check runs on a connection of its own (never the pool's),
+    every wait in it is bounded, and a single thread makes it, so its one producer is
+    the only pool connection it ever holds. An answer older than `stale_after` counts as
+    "not reachable": a check that hangs shows as a failing probe, not a stale success.
+    """
+
+    def __init__(
+        self,
+        app: Celery,
+        *,
+        interval: float = 5.0,
+        ping_timeout: float = 1.0,
+        connect_timeout: float = 2.0,
+    ) -> None:
+        self.app = app
+        self.interval = interval
+        self.ping_timeout = ping_timeout
+        self.connect_timeout = connect_timeout
+        self.stale_after = 3 * interval + ping_timeout + connect_timeout
+        self._last: tuple[QueueHealth, float] | None = None
+        self._checked = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def health(self, *, wait: float = 3.0) -> QueueHealth:
+        """The last answer; the first call starts the checks and waits up to `wait` s."""
+        self._start()
+        self._checked.wait(wait)
+        last = self._last
+        if last is None or time.monotonic() - last[1] > self.stale_after:
+            return QueueHealth(broker=False, worker=False)
+        return last[0]
+
+    def check(self) -> QueueHealth:
+        """One check, now, on a connection of its own (not the pool's)."""
+        try:
+            with self.app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, timeout=self.connect_timeout)
+                replies = self.app.control.ping(connection=conn, timeout=self.ping_timeout, limit=1)
+        except Exception:  # any failure means "not reachable"; readiness says so
+            return QueueHealth(broker=False, worker=False)
+        return QueueHealth(broker=True, worker=bool(replies))
+
+    def close(self) -> None:
+        self._stopping.set()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                if self._stopping.is_set():
+                    return
+                self._thread = threading.Thread(
+                    target=self._run, name="contactbook-queue-monitor", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._last = (self.check(), time.monotonic())
+            self._checked.set()
+            self._stopping.wait(self.interval)
 
 
 def worker_answers(app: Celery, *, timeout: float = 1.0) -> bool:
-    """Whether at least one worker answers a ping within `timeout` seconds."""
+    """Whether at least one worker answers a ping within `timeout` seconds (on a
+    connection of its own: a ping on the pool's would nest two pool acquires)."""
     try:
-        return bool(app.control.ping(timeout=timeout, limit=1))
+        with app.connection_for_write() as conn:
+            return bool(app.control.ping(connection=conn, timeout=timeout, limit=1))
     except Exception:  # a broker failure shows in the broker check
         return False
 
@@ -515,6 +606,8 @@ __all__ = [
     "BrokerUnavailable",
     "ContactBookCelery",
     "InvalidSchedule",
+    "QueueHealth",
+    "QueueMonitor",
     "create_celery_app",
     "parse_sync_schedule",
     "submit",
