@@ -17,10 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from celery_support import CELERY_WARNINGS, wait_for_task, wait_until
 from support import free_port
 
+from contactbook import tasks
 from contactbook.config import SAMPLE_CSV
 from contactbook.contacts.importer import import_csv
 
@@ -121,3 +123,68 @@ def test_a_burst_of_readiness_probes_leaves_v2_working(api_process, db_url, burs
     assert answers == [200] * burst
     assert after.status_code == 200
     assert after.json()["checks"] == {"database": True, "broker": True, "worker": True}
+
+
+# --------------------------------------------------------------------------- high 3
+
+
+@pytest.fixture
+def searches_paused(celery_worker) -> Iterator[None]:
+    """The session's worker stops taking searches (and only searches) for the test."""
+    control = celery_worker.control
+    names = [name for reply in control.ping(timeout=2) for name in reply]
+    assert names, "no worker answered"
+    control.cancel_consumer(tasks.SEARCH_QUEUE, destination=names, reply=True, timeout=5)
+    try:
+        yield
+    finally:
+        control.add_consumer(tasks.SEARCH_QUEUE, destination=names, reply=True, timeout=5)
+
+
+TWO_PEOPLE = "First Name,Last Name,Email\nAda,Lovelace,ada@example.com\nAlan,Turing,alan@x.org\n"
+
+
+def test_waiting_searches_hold_up_neither_an_import_nor_each_other_past_the_limit(
+    api_process, celery_worker, db_url, searches_paused, write_csv
+):
+    url = api_process(SEARCH_QUEUE_LIMIT="3")
+    accepted = [
+        httpx.post(f"{url}/api/v2/search", params={"text": f"ada {n}"}, timeout=CLIENT_TIMEOUT)
+        for n in range(3)
+    ]
+    refused = httpx.post(f"{url}/api/v2/search", params={"text": "ada"}, timeout=CLIENT_TIMEOUT)
+
+    # Searches wait in a queue of their own: an import is not behind them.
+    imported = celery_worker.send_task(
+        tasks.IMPORT_TASK, kwargs={"path": str(write_csv(TWO_PEOPLE))}
+    ).get(timeout=CLIENT_TIMEOUT)
+    pending = [
+        httpx.get(f"{url}/api/v2/search/status/{answer.json()['task_id']}").json()["status"]
+        for answer in accepted
+    ]
+
+    assert [answer.status_code for answer in accepted] == [202] * 3
+    assert refused.status_code == 503
+    assert refused.headers["Retry-After"] == "2"
+    assert "SEARCH_QUEUE_LIMIT=3" in refused.json()["detail"]
+    assert imported["inserted"] == 2
+    assert pending == ["PENDING"] * 3
+
+
+def test_a_search_past_its_statement_timeout_fails_once_with_a_clear_message(make_settings, db_url):
+    # Run in this thread, as the threads pool runs it: no signal can interrupt it, so
+    # the database's statement_timeout is the limit (soft_time_limit did nothing here).
+    import_csv(db_url, SAMPLE_CSV)
+    timed = f"{db_url}&options=-c%20statement_timeout%3D200"
+    app = tasks.create_celery_app(make_settings(database_url=timed, redis_url="redis://unused"))
+    try:
+        with psycopg.connect(db_url) as holder:
+            holder.execute("LOCK TABLE contacts IN ACCESS EXCLUSIVE MODE")
+            outcome = app.tasks[tasks.SEARCH_TASK].apply(kwargs={"text": "Tom Brooks"})
+            holder.rollback()
+    finally:
+        app.close()
+
+    assert outcome.state == "FAILURE"
+    assert isinstance(outcome.result, tasks.SearchTimedOut), repr(outcome.result)
+    assert "statement_timeout" in str(outcome.result)

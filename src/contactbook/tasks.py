@@ -46,7 +46,7 @@ from typing import Any
 import psycopg
 from celery import Celery, states
 from celery.schedules import crontab
-from kombu.exceptions import KombuError
+from kombu.exceptions import ChannelError, KombuError
 from kombu.exceptions import OperationalError as BrokerOperationalError
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -61,7 +61,12 @@ SEARCH_TASK = "contactbook.search"
 IMPORT_TASK = "contactbook.import_csv_file"
 SYNC_TASK = "contactbook.sync_contacts"
 SYNC_SCHEDULE_ENTRY = "sync-contacts"
+#: Imports and syncs (and anything not routed elsewhere): the queue of earlier versions.
 QUEUE = "contactbook"
+#: v2 searches, apart, so that a flood of them cannot hold up an upload or the sync.
+SEARCH_QUEUE = "contactbook-search"
+#: What `contactbook worker` consumes unless told otherwise.
+QUEUES = (SEARCH_QUEUE, QUEUE)
 
 #: What each kind of task id may be looked up as (v2 status only shows searches).
 KIND_SEARCH = "search"
@@ -87,6 +92,16 @@ class UploadMissing(RuntimeError):
 
 class BrokerUnavailable(errors.BrokerUnavailable):
     """The broker (or result backend) cannot be reached, or none is configured."""
+
+
+class SearchTimedOut(RuntimeError):
+    """A search ran into its statement timeout (never retried)."""
+
+
+class SearchQueueFull(errors.ServiceUnavailable):
+    """SEARCH_QUEUE_LIMIT v2 searches are already waiting for a worker."""
+
+    retry_after = 2
 
 
 # --------------------------------------------------------------------------- the app
@@ -201,6 +216,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_expires": settings.search_result_expires,
         "result_extended": False,
         "task_default_queue": QUEUE,
+        "task_routes": {SEARCH_TASK: {"queue": SEARCH_QUEUE}},
         "timezone": "UTC",
         "enable_utc": True,
         "broker_connection_retry_on_startup": True,
@@ -289,8 +305,9 @@ def _register_tasks(app: ContactBookCelery) -> None:
         bind=True,
         shared=False,
         track_started=False,  # done in milliseconds: a STARTED write would only cost time
-        soft_time_limit=30,
-        time_limit=40,
+        # No soft_time_limit/time_limit: they do nothing under the threads pool that
+        # `serve` and compose run. A search is one statement, so its limit is the
+        # statement_timeout of the search pool's connections (SearchTimedOut).
         resultrepr_maxsize=80,
         **retrying,
     )
@@ -348,7 +365,15 @@ def search_hits(
     (already plain JSON values, in the API's field order)."""
     from contactbook.contacts.search import search_contacts
 
-    page = search_contacts(conn, text, limit=limit, offset=offset, tags=tags, company=company)
+    try:
+        page = search_contacts(conn, text, limit=limit, offset=offset, tags=tags, company=company)
+    except psycopg.errors.QueryCanceled as error:
+        # A psycopg.OperationalError, which is retried: running it again would only cost
+        # the same seconds again.
+        raise SearchTimedOut(
+            "the search took longer than the database allows (statement_timeout): "
+            "try fewer or more specific words"
+        ) from error
     return page.contacts
 
 
@@ -446,6 +471,40 @@ def submit(app: Celery, task_name: str, *, kind: str, **kwargs: Any) -> str:
         log.warning("could not queue %s: %s", task_name, error)
         raise BrokerUnavailable("the task queue is not reachable: try again in a moment") from error
     return task_id
+
+
+def submit_search(app: ContactBookCelery, **kwargs: Any) -> str:
+    """Queue a v2 search, or raise SearchQueueFull when SEARCH_QUEUE_LIMIT are waiting.
+
+    Without the bound, 40 slow searches submitted within 3 s delayed every search after
+    them by about 270 s; refused at once with Retry-After, a client comes back when the
+    workers have caught up. The count is the search queue's length (one round trip; a
+    few submits at the same instant may pass the limit together, which is harmless).
+    """
+    limit = app.settings.search_queue_limit
+    if limit:
+        waiting = waiting_searches(app)
+        if waiting >= limit:
+            raise SearchQueueFull(
+                f"{waiting} searches are already waiting for a worker (SEARCH_QUEUE_LIMIT="
+                f"{limit}): try again in {SearchQueueFull.retry_after} seconds"
+            )
+    return submit(app, SEARCH_TASK, kind=KIND_SEARCH, **kwargs)
+
+
+def waiting_searches(app: Celery) -> int:
+    """How many v2 searches wait in the broker for a worker (0 when it cannot tell)."""
+    try:
+        with app.connection_or_acquire() as conn:
+            if conn.transport.driver_type != "redis":
+                return 0  # only Redis says how long a queue is without side effects
+            try:
+                return conn.default_channel.queue_declare(SEARCH_QUEUE, passive=True).message_count
+            except ChannelError:  # an empty queue is no key at all in Redis
+                return 0
+    except (KombuError, BrokerOperationalError, OSError) as error:
+        log.warning("could not count the waiting searches: %s", error)
+        raise BrokerUnavailable("the task queue is not reachable: try again in a moment") from error
 
 
 def issued_kind(app: Celery, task_id: str) -> str | None:
@@ -608,6 +667,7 @@ __all__ = [
     "InvalidSchedule",
     "QueueHealth",
     "QueueMonitor",
+    "SearchQueueFull",
     "create_celery_app",
     "parse_sync_schedule",
     "submit",
