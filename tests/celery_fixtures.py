@@ -4,7 +4,7 @@ Use it with `pytest_plugins = ["celery_fixtures"]` (so its session fixtures exis
 however many modules use them; helpers are in `celery_support`).
 
 One `contactbook worker` process for the whole session (its defaults: prefork, two at
-once), consuming the same queue as every API the tests start: tests talk to it only
+once), consuming the same queues as every API the tests start: tests talk to it only
 through HTTP or Celery, as a deployment would. `wait_for_task` polls a task to the end.
 """
 
@@ -22,7 +22,7 @@ import pytest
 from celery_support import ADMIN_TOKEN
 
 from contactbook.config import Settings
-from contactbook.tasks import QUEUE, ContactBookCelery, create_celery_app, worker_answers
+from contactbook.tasks import QUEUES, ContactBookCelery, create_celery_app, worker_answers
 
 CONTACTBOOK = str(Path(sys.executable).with_name("contactbook"))
 
@@ -57,7 +57,8 @@ def celery_worker(worker_settings: Settings, worker_log: Path) -> Iterator[Conta
     """
     app = create_celery_app(worker_settings)
     with app.connection_for_write() as conn:
-        conn.default_channel.queue_purge(QUEUE)  # nothing left over from another run
+        for queue in QUEUES:
+            conn.default_channel.queue_purge(queue)  # nothing left over from another run
     env = {
         key: value
         for key, value in os.environ.items()

@@ -246,3 +246,23 @@ def test_sync_task_skips_while_another_sync_holds_the_lock(make_settings, db_url
     assert outcome == {"status": "skipped", "reason": "another sync is running"}
     assert runs == 0  # it never started, so it never overlapped
     assert any("another sync is running" in r.getMessage() for r in caplog.records)
+
+
+def test_searches_have_a_queue_of_their_own_and_workers_consume_both(make_settings):
+    from contactbook import cli
+
+    app = tasks.create_celery_app(make_settings(redis_url="redis://r"))
+
+    assert app.amqp.router.route({}, tasks.SEARCH_TASK)["queue"].name == tasks.SEARCH_QUEUE
+    assert app.amqp.router.route({}, tasks.IMPORT_TASK)["queue"].name == tasks.QUEUE
+    assert app.amqp.router.route({}, tasks.SYNC_TASK)["queue"].name == tasks.QUEUE
+    assert cli.WORKER_QUEUES == tasks.QUEUES
+    assert app.conf.broker_pool_acquire_timeout is not None
+
+
+def test_worker_refuses_an_unknown_queue(run_cli):
+    result = run_cli("worker", "--queues", "contactbook,searches", timeout=60)
+
+    assert result.returncode == 2
+    assert "unknown queue searches" in result.stderr
+    assert "Traceback" not in result.stderr

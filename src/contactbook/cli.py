@@ -221,6 +221,10 @@ def api(
         )
 
 
+#: The queues of `tasks.QUEUES`, written out so that `--help` does not import Celery.
+WORKER_QUEUES = ("contactbook-search", "contactbook")
+
+
 class WorkerPool(StrEnum):
     prefork = "prefork"
     threads = "threads"
@@ -240,15 +244,34 @@ def worker(
         ),
     ] = WorkerPool.prefork,
     loglevel: Annotated[str | None, typer.Option(help="Log level (default LOG_LEVEL).")] = None,
+    queues: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated queues to consume: contactbook-search (v2 searches), "
+            "contactbook (CSV imports and syncs)."
+        ),
+    ] = ",".join(WORKER_QUEUES),
 ) -> None:
     """Run a Celery worker: v2 searches, CSV imports and syncs.
+
+    Searches and imports/syncs have a queue each; one worker consumes both by default,
+    taking from them in turn. To keep slow searches from ever delaying an upload, run one
+    worker per queue (`--queues contactbook-search` and `--queues contactbook`).
 
     Uses REDIS_URL (or CELERY_BROKER_URL / CELERY_RESULT_BACKEND); with none set, the
     embedded Redis under CONTACTBOOK_HOME. SIGTERM finishes running tasks, then exits.
 
     Examples: `contactbook worker`, `REDIS_URL=redis://redis:6379/0 contactbook worker
-    --concurrency 4`
+    --concurrency 4`, `contactbook worker --pool threads --queues contactbook-search`
     """
+    chosen = [name.strip() for name in queues.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(WORKER_QUEUES))
+    if unknown or not chosen:
+        raise typer.BadParameter(
+            f"unknown queue {', '.join(unknown) or '(none given)'}: use "
+            f"{' and/or '.join(WORKER_QUEUES)}, comma-separated",
+            param_hint="--queues",
+        )
     from contactbook import db
     from contactbook.config import export_service_urls, get_settings
 
@@ -268,6 +291,7 @@ def worker(
                 "worker",
                 f"--concurrency={concurrency}",
                 f"--pool={pool.value}",
+                f"--queues={','.join(chosen)}",
                 f"--loglevel={(loglevel or settings.log_level).upper()}",
                 "--without-gossip",
                 "--without-mingle",

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     # Open connections per API process; a connection beyond them gets 503 and is closed.
     http_max_connections: int = Field(default=1000, ge=1)
     search_result_expires: int = Field(default=3600, ge=60)
+    # v2 searches that may wait for a worker at once; one more is refused (503 with
+    # Retry-After) until the workers catch up. 0: no bound.
+    search_queue_limit: int = Field(default=50, ge=0)
     broker_visibility_timeout: int = Field(default=3600, ge=1)
 
     @field_validator("nimble_api_key", "contactbook_admin_token", "contactbook_api_tokens")

@@ -37,14 +37,16 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from celery import Celery, states
 from celery.schedules import crontab
-from kombu.exceptions import KombuError
+from kombu.exceptions import ChannelError, KombuError
 from kombu.exceptions import OperationalError as BrokerOperationalError
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -60,7 +62,12 @@ SEARCH_TASK = "contactbook.search"
 IMPORT_TASK = "contactbook.import_csv_file"
 SYNC_TASK = "contactbook.sync_contacts"
 SYNC_SCHEDULE_ENTRY = "sync-contacts"
+#: Imports and syncs (and anything not routed elsewhere): the queue of earlier versions.
 QUEUE = "contactbook"
+#: v2 searches, apart, so that a flood of them cannot hold up an upload or the sync.
+SEARCH_QUEUE = "contactbook-search"
+#: What `contactbook worker` consumes unless told otherwise.
+QUEUES = (SEARCH_QUEUE, QUEUE)
 
 #: What each kind of task id may be looked up as (v2 status only shows searches).
 KIND_SEARCH = "search"
@@ -68,6 +75,9 @@ KIND_IMPORT = "import"
 KIND_SYNC = "sync"
 
 _ISSUED_KEY = "contactbook-issued-{task_id}"
+
+#: Seconds a submit waits for a broker connection of the API's pool before it answers 503.
+BROKER_POOL_ACQUIRE_TIMEOUT = 5.0
 
 #: Retried on the worker: the database went away for a moment.
 TRANSIENT_ERRORS = (psycopg.OperationalError, PoolTimeout)
@@ -83,6 +93,16 @@ class UploadMissing(RuntimeError):
 
 class BrokerUnavailable(errors.BrokerUnavailable):
     """The broker (or result backend) cannot be reached, or none is configured."""
+
+
+class SearchTimedOut(RuntimeError):
+    """A search ran into its statement timeout (never retried)."""
+
+
+class SearchQueueFull(errors.ServiceUnavailable):
+    """SEARCH_QUEUE_LIMIT v2 searches are already waiting for a worker."""
+
+    retry_after = 2
 
 
 # --------------------------------------------------------------------------- the app
@@ -101,6 +121,15 @@ class ContactBookCelery(Celery):
         self._search_reads: ReadRouter | None = None
         self._search_pool_pid = 0
         self._search_pool_lock = threading.Lock()
+        self._queue_monitor: QueueMonitor | None = None
+
+    @property
+    def queue_monitor(self) -> QueueMonitor:
+        """The broker and the workers as /readyz reports them (checked in the background)."""
+        with self._search_pool_lock:
+            if self._queue_monitor is None:
+                self._queue_monitor = QueueMonitor(self)
+            return self._queue_monitor
 
     def search_reads(self) -> ReadRouter:
         """Where search tasks read (the replica, DATABASE_READ_URL, while it answers, else
@@ -132,6 +161,9 @@ class ContactBookCelery(Celery):
 
     def close(self) -> None:
         with self._search_pool_lock:
+            if self._queue_monitor is not None:
+                self._queue_monitor.close()
+                self._queue_monitor = None
             if self._search_pool is not None and self._search_pool_pid == os.getpid():
                 self._search_reads.close()
                 self._search_pool.close()
@@ -190,10 +222,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_expires": settings.search_result_expires,
         "result_extended": False,
         "task_default_queue": QUEUE,
+        "task_routes": {SEARCH_TASK: {"queue": SEARCH_QUEUE}},
         "timezone": "UTC",
         "enable_utc": True,
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 2.0,
+        # Waiting for one of the API's broker_pool_limit (10) connections is bounded: a
+        # submit that cannot get one answers 503 instead of hanging its thread for ever.
+        "broker_pool_acquire_timeout": BROKER_POOL_ACQUIRE_TIMEOUT,
         "broker_transport_options": _broker_transport_options(settings.broker_visibility_timeout),
         "task_publish_retry_policy": {
             "max_retries": 2,
@@ -275,8 +311,9 @@ def _register_tasks(app: ContactBookCelery) -> None:
         bind=True,
         shared=False,
         track_started=False,  # done in milliseconds: a STARTED write would only cost time
-        soft_time_limit=30,
-        time_limit=40,
+        # No soft_time_limit/time_limit: they do nothing under the threads pool that
+        # `serve` and compose run. A search is one statement, so its limit is the
+        # statement_timeout of the search pool's connections (SearchTimedOut).
         resultrepr_maxsize=80,
         # Also retried: the replica and the primary both gone at once (ReadRouter says so).
         **{**retrying, "autoretry_for": (*TRANSIENT_ERRORS, errors.DatabaseUnavailable)},
@@ -342,7 +379,15 @@ def search_hits(
     (already plain JSON values, in the API's field order)."""
     from contactbook.contacts.search import search_contacts
 
-    page = search_contacts(conn, text, limit=limit, offset=offset, tags=tags, company=company)
+    try:
+        page = search_contacts(conn, text, limit=limit, offset=offset, tags=tags, company=company)
+    except psycopg.errors.QueryCanceled as error:
+        # A psycopg.OperationalError, which is retried: running it again would only cost
+        # the same seconds again.
+        raise SearchTimedOut(
+            "the search took longer than the database allows (statement_timeout): "
+            "try fewer or more specific words"
+        ) from error
     return page.contacts
 
 
@@ -442,6 +487,40 @@ def submit(app: Celery, task_name: str, *, kind: str, **kwargs: Any) -> str:
     return task_id
 
 
+def submit_search(app: ContactBookCelery, **kwargs: Any) -> str:
+    """Queue a v2 search, or raise SearchQueueFull when SEARCH_QUEUE_LIMIT are waiting.
+
+    Without the bound, 40 slow searches submitted within 3 s delayed every search after
+    them by about 270 s; refused at once with Retry-After, a client comes back when the
+    workers have caught up. The count is the search queue's length (one round trip; a
+    few submits at the same instant may pass the limit together, which is harmless).
+    """
+    limit = app.settings.search_queue_limit
+    if limit:
+        waiting = waiting_searches(app)
+        if waiting >= limit:
+            raise SearchQueueFull(
+                f"{waiting} searches are already waiting for a worker (SEARCH_QUEUE_LIMIT="
+                f"{limit}): try again in {SearchQueueFull.retry_after} seconds"
+            )
+    return submit(app, SEARCH_TASK, kind=KIND_SEARCH, **kwargs)
+
+
+def waiting_searches(app: Celery) -> int:
+    """How many v2 searches wait in the broker for a worker (0 when it cannot tell)."""
+    try:
+        with app.connection_or_acquire() as conn:
+            if conn.transport.driver_type != "redis":
+                return 0  # only Redis says how long a queue is without side effects
+            try:
+                return conn.default_channel.queue_declare(SEARCH_QUEUE, passive=True).message_count
+            except ChannelError:  # an empty queue is no key at all in Redis
+                return 0
+    except (KombuError, BrokerOperationalError, OSError) as error:
+        log.warning("could not count the waiting searches: %s", error)
+        raise BrokerUnavailable("the task queue is not reachable: try again in a moment") from error
+
+
 def issued_kind(app: Celery, task_id: str) -> str | None:
     """The kind a task id was issued as, or None when this service never issued it."""
     return lookup(app, task_id)[0]
@@ -502,20 +581,91 @@ def _shown_status(task_id: str, state: str, outcome: object) -> dict:
     }
 
 
-def broker_reachable(app: Celery, *, timeout: float = 2.0) -> bool:
-    """Whether a connection to the broker can be made now."""
-    try:
-        with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=timeout)
-        return True
-    except Exception:  # any failure means "not reachable"; readiness says so
-        return False
+@dataclass(frozen=True)
+class QueueHealth:
+    """What the last background check saw: the broker answered; a worker answered a ping."""
+
+    broker: bool
+    worker: bool
+
+
+class QueueMonitor:
+    """The broker and the workers, checked every few seconds by one background thread.
+
+    /readyz reads the last answer and costs the broker nothing. It used to ping the
+    workers itself: `app.control.ping` takes a connection of the app's pool and, while
+    holding it, a second one for its producer, so 11 probes at once took the 10
+    connections and waited for ever for an eleventh (every v2 submit, sync trigger and
+    upload then hung). Here the check runs on a connection of its own (never the pool's),
+    every wait in it is bounded, and a single thread makes it, so its one producer is
+    the only pool connection it ever holds. An answer older than `stale_after` counts as
+    "not reachable": a check that hangs shows as a failing probe, not a stale success.
+    """
+
+    def __init__(
+        self,
+        app: Celery,
+        *,
+        interval: float = 5.0,
+        ping_timeout: float = 1.0,
+        connect_timeout: float = 2.0,
+    ) -> None:
+        self.app = app
+        self.interval = interval
+        self.ping_timeout = ping_timeout
+        self.connect_timeout = connect_timeout
+        self.stale_after = 3 * interval + ping_timeout + connect_timeout
+        self._last: tuple[QueueHealth, float] | None = None
+        self._checked = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def health(self, *, wait: float = 3.0) -> QueueHealth:
+        """The last answer; the first call starts the checks and waits up to `wait` s."""
+        self._start()
+        self._checked.wait(wait)
+        last = self._last
+        if last is None or time.monotonic() - last[1] > self.stale_after:
+            return QueueHealth(broker=False, worker=False)
+        return last[0]
+
+    def check(self) -> QueueHealth:
+        """One check, now, on a connection of its own (not the pool's)."""
+        try:
+            with self.app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, timeout=self.connect_timeout)
+                replies = self.app.control.ping(connection=conn, timeout=self.ping_timeout, limit=1)
+        except Exception:  # any failure means "not reachable"; readiness says so
+            return QueueHealth(broker=False, worker=False)
+        return QueueHealth(broker=True, worker=bool(replies))
+
+    def close(self) -> None:
+        self._stopping.set()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                if self._stopping.is_set():
+                    return
+                self._thread = threading.Thread(
+                    target=self._run, name="contactbook-queue-monitor", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._last = (self.check(), time.monotonic())
+            self._checked.set()
+            self._stopping.wait(self.interval)
 
 
 def worker_answers(app: Celery, *, timeout: float = 1.0) -> bool:
-    """Whether at least one worker answers a ping within `timeout` seconds."""
+    """Whether at least one worker answers a ping within `timeout` seconds (on a
+    connection of its own: a ping on the pool's would nest two pool acquires)."""
     try:
-        return bool(app.control.ping(timeout=timeout, limit=1))
+        with app.connection_for_write() as conn:
+            return bool(app.control.ping(connection=conn, timeout=timeout, limit=1))
     except Exception:  # a broker failure shows in the broker check
         return False
 
@@ -529,6 +679,9 @@ __all__ = [
     "BrokerUnavailable",
     "ContactBookCelery",
     "InvalidSchedule",
+    "QueueHealth",
+    "QueueMonitor",
+    "SearchQueueFull",
     "create_celery_app",
     "parse_sync_schedule",
     "submit",

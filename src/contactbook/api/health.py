@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from contactbook import metrics, tasks
+from contactbook import metrics
 
 router = APIRouter(tags=["health"])
 
@@ -20,6 +20,10 @@ async def healthz() -> dict:
 def readyz(request: Request) -> JSONResponse:
     """Ready when the database answers and, when one is configured, the broker too.
 
+    `broker` and `worker` are the last answer of a check this process makes every 5 s in
+    the background (`tasks.QueueMonitor`), so a probe costs the broker nothing and a burst
+    of probes cannot take the connections that task submission needs.
+
     `worker` says whether a Celery worker answered a ping within a second. It is reported
     but does not decide readiness: this process serves v1 and the page without a worker,
     and v2 searches wait in the queue until one comes, so taking the API out of a load
@@ -33,7 +37,8 @@ def readyz(request: Request) -> JSONResponse:
     replica = request.app.state.reads.report()  # None without DATABASE_READ_URL
     celery = request.app.state.celery
     if celery is not None:
-        checks["broker"] = tasks.broker_reachable(celery)
+        queue = celery.queue_monitor.health()
+        checks["broker"] = queue.broker
     ready = all(checks.values())
     body: dict = {}
     if replica is not None:
@@ -44,7 +49,7 @@ def readyz(request: Request) -> JSONResponse:
         ready = all(others) and (checks["database"] or replica.up)
         body["replication_lag_seconds"] = replica.lag_seconds
     if celery is not None:
-        checks["worker"] = checks["broker"] and tasks.worker_answers(celery)
+        checks["worker"] = queue.broker and queue.worker
     return JSONResponse(
         {"status": "ready" if ready else "not ready", "checks": checks, **body},
         status_code=200 if ready else 503,

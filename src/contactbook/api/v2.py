@@ -54,7 +54,10 @@ class SearchStatus(BaseModel):
 
 _SUBMIT_RESPONSES = {
     422: {"description": "Blank or too long text, or limit/offset out of range."},
-    503: {"description": "The task queue is not reachable."},
+    503: {
+        "description": "The task queue is not reachable, or SEARCH_QUEUE_LIMIT searches are "
+        "already waiting (Retry-After says when to try again)."
+    },
 }
 
 
@@ -80,10 +83,8 @@ def submit_search(
     # Refused here exactly as v1 refuses it (422), never turned into a failed task.
     text = validate_search(text, limit, offset)
     request = prepare_search(text, limit=limit, offset=offset, tags=tags, company=company)
-    task_id = tasks.submit(
+    task_id = tasks.submit_search(
         celery,
-        tasks.SEARCH_TASK,
-        kind=tasks.KIND_SEARCH,
         text=text,
         limit=limit,
         offset=offset,
