@@ -86,6 +86,17 @@ def test_a_company_name_finds_its_people(fields_conn):
     assert set(names(fields_conn, "Northw")) == {"Ada Quist", "Eli Park"}
 
 
+def test_a_name_with_its_company_or_a_tag_ranks_above_the_bio(fields_conn):
+    # Band 7 with several words: one word in the name, the other in the company or the
+    # tags; a phrase or an excluded word still counts as typed.
+    assert names(fields_conn, "ben lumen")[0] == "Ben Orr"
+    assert names(fields_conn, "dag board")[0] == "Dag Vik"
+    assert names(fields_conn, "ada northw")[0] == "Ada Quist"
+    assert names(fields_conn, '"lumen labs" ben')[0] == "Ben Orr"
+    assert "Ben Orr" not in names(fields_conn, "lumen labs -ben")
+    assert names(fields_conn, "ben or vik")[:2] == ["Ben Orr", "Dag Vik"]
+
+
 def test_title_words_are_found_like_bio_words(fields_conn):
     page = search_contacts(fields_conn, "logistics")
     assert [c["last_name"] for c in page.contacts] == ["Quist"]

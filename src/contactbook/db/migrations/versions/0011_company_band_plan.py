@@ -67,6 +67,7 @@ DECLARE
     prefix_walk constant integer := 200;
     walk_above constant bigint := 5000;
     company_walk_above constant bigint := 30000;
+    company_matches constant integer := 1000;
     compound constant text := '^\w+(-\w+)+$';
     name_matches constant integer := 5000;
     bio_candidates constant integer := 1000;
@@ -85,6 +86,7 @@ DECLARE
     q_short tsquery;    -- the words of one or two letters, as initials
     q_compound tsquery; -- the hyphenated words, each as one prefix
     in_company boolean; -- some word is in some company or tags (band 7, several words)
+    word_queries tsquery[]; -- each word as a prefix (band 7, several words)
     q_names tsquery;    -- exact or prefix: name_vector
     q_any tsquery;      -- exact or stem: contactbook_text_vector
     q_some tsquery;     -- any one word
@@ -276,39 +278,64 @@ BEGIN
     -- Band 7: every word in the names, the company or the tags, some only in the company
     -- or the tags, in id order. Company and tag words are weight B of bio_vector, with an
     -- index of their own (`ts_filter(bio_vector, '{b}')`), whose statistics see how common
-    -- a company word is. One word in more than company_walk_above rows (a tag, a word of
-    -- many company names: the index's most common elements, estimated well) walks the id
-    -- index; any other, its bitmap, at most name_matches rows, sorted (the walk would read
-    -- the whole table for a word in no company). Several words: their bitmap in
-    -- contactbook_text_vector (names and bio_vector), at most name_matches rows, sorted.
+    -- a company word is.
+    --   One word in more than company_walk_above rows (a tag, a word of many company
+    -- names: the index's most common elements, estimated well) walks the id index; any
+    -- other, its bitmap, at most name_matches rows, sorted (the walk would read the whole
+    -- table for a word in no company).
+    --   Several words: per word, the union of the bitmaps of the names' and the
+    -- companies' indexes, those intersected, at most company_matches rows, sorted (the
+    -- text vector's bitmap would merge every bio word that starts like one of them: "data
+    -- lead", 220 ms; "manag engin", 400 ms for no company at all). Only word positions
+    -- are written into that statement, never a word: the words' queries are its first
+    -- parameter. q_names then checks the text as typed (phrases, excluded words).
+    --   Several words with `or`: the text vector's bitmap, at most name_matches rows,
+    -- sorted, and only if some word is in some company or tags at all.
     IF cardinality(found_ids) < need THEN
         take := need - cardinality(found_ids);
+        part_ids := '{}';
         PERFORM set_config('enable_indexscan', 'off', true);
         PERFORM set_config('enable_seqscan', 'off', true);
-        IF several THEN
-            -- Only if some word is in some company or tags at all (a look at the company
-            -- index per word): the text vector's bitmap for two bio words ("manag
-            -- engin", each a prefix of many words) costs 400 ms and finds no company.
+        IF several AND p_text !~* '(^|\s)or(\s|$)' THEN
+            SELECT array_agg(to_tsquery('simple',
+                       contactbook_tsquery_operand(contactbook_fold(w)) || ':*') ORDER BY n)
+              INTO word_queries
+              FROM unnest(p_words) WITH ORDINALITY AS u(w, n);
+            EXECUTE format(
+                'SELECT coalesce(array_agg(m.id ORDER BY m.id), ''{}'')'
+                ' FROM (SELECT k.id FROM (SELECT c.id FROM contacts c'
+                '       WHERE %s AND NOT c.name_vector @@ $2'
+                '         AND ts_filter(contactbook_text_vector(c.name_vector, c.bio_vector),'
+                '                       ''{a,b}'') @@ $2'
+                '         AND c.deleted_at IS NULL AND ($3 IS NULL OR c.name_vector @@ $3)'
+                '       LIMIT $4) AS k'
+                '       ORDER BY k.id LIMIT $5) AS m',
+                (SELECT string_agg(format(
+                            '(ts_filter(c.name_vector, ''{a}'') @@ $1[%1$s]'
+                            ' OR ts_filter(c.bio_vector, ''{b}'') @@ $1[%1$s])', n), ' AND ')
+                 FROM generate_series(1, cardinality(word_queries)) AS n))
+              INTO part_ids
+              USING word_queries, q_names, q_filters, company_matches, take + 1;
+        ELSIF several THEN
             SELECT bool_or(EXISTS (
                        SELECT 1 FROM contacts c
                        WHERE ts_filter(c.bio_vector, '{b}') @@ to_tsquery('simple',
                            contactbook_tsquery_operand(contactbook_fold(w)) || ':*')))
               INTO in_company
               FROM unnest(p_words) AS w;
-        END IF;
-        IF several AND NOT in_company THEN
-            part_ids := '{}';
-        ELSIF several THEN
-            SELECT coalesce(array_agg(m.id ORDER BY m.id), '{}') INTO part_ids
-              FROM (SELECT k.id FROM
-                        (SELECT c.id, contactbook_text_vector(c.name_vector, c.bio_vector) AS v
-                         FROM contacts c
-                         WHERE contactbook_text_vector(c.name_vector, c.bio_vector) @@ q_names
-                           AND NOT c.name_vector @@ q_names AND c.deleted_at IS NULL
-                           AND (q_filters IS NULL OR c.name_vector @@ q_filters)
-                         LIMIT name_matches) AS k
-                    WHERE ts_filter(k.v, '{a,b}') @@ q_names
-                    ORDER BY k.id LIMIT take + 1) AS m;
+            IF in_company THEN
+                SELECT coalesce(array_agg(m.id ORDER BY m.id), '{}') INTO part_ids
+                  FROM (SELECT k.id FROM
+                            (SELECT c.id,
+                                    contactbook_text_vector(c.name_vector, c.bio_vector) AS v
+                             FROM contacts c
+                             WHERE contactbook_text_vector(c.name_vector, c.bio_vector) @@ q_names
+                               AND NOT c.name_vector @@ q_names AND c.deleted_at IS NULL
+                               AND (q_filters IS NULL OR c.name_vector @@ q_filters)
+                             LIMIT name_matches) AS k
+                        WHERE ts_filter(k.v, '{a,b}') @@ q_names
+                        ORDER BY k.id LIMIT take + 1) AS m;
+            END IF;
         ELSIF contactbook_estimate(
                 'SELECT 1 FROM contacts c WHERE ts_filter(c.bio_vector, ''{b}'') @@ $1'
                 ' AND ($2 IS NULL OR c.name_vector @@ $2)', q_names, q_filters)
