@@ -22,7 +22,7 @@ import pytest
 from celery_support import CELERY_WARNINGS, wait_for_task, wait_until
 from support import free_port
 
-from contactbook import tasks
+from contactbook import errors, tasks
 from contactbook.config import SAMPLE_CSV
 from contactbook.contacts.importer import import_csv
 
@@ -186,5 +186,5 @@ def test_a_search_past_its_statement_timeout_fails_once_with_a_clear_message(mak
         app.close()
 
     assert outcome.state == "FAILURE"
-    assert isinstance(outcome.result, tasks.SearchTimedOut), repr(outcome.result)
-    assert "statement_timeout" in str(outcome.result)
+    assert isinstance(outcome.result, errors.QueryTimedOut), repr(outcome.result)
+    assert "DB_STATEMENT_TIMEOUT" in str(outcome.result)

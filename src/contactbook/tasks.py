@@ -95,10 +95,6 @@ class BrokerUnavailable(errors.BrokerUnavailable):
     """The broker (or result backend) cannot be reached, or none is configured."""
 
 
-class SearchTimedOut(RuntimeError):
-    """A search ran into its statement timeout (never retried)."""
-
-
 class SearchQueueFull(errors.ServiceUnavailable):
     """SEARCH_QUEUE_LIMIT v2 searches are already waiting for a worker."""
 
@@ -315,7 +311,7 @@ def _register_tasks(app: ContactBookCelery) -> None:
         track_started=False,  # done in milliseconds: a STARTED write would only cost time
         # No soft_time_limit/time_limit: they do nothing under the threads pool that
         # `serve` and compose run. A search is one statement, so its limit is the
-        # statement_timeout of the search pool's connections (SearchTimedOut).
+        # statement_timeout of the search pool's connections (errors.QueryTimedOut).
         resultrepr_maxsize=80,
         # Also retried: the replica and the primary both gone at once (ReadRouter says so).
         **{**retrying, "autoretry_for": (*TRANSIENT_ERRORS, errors.DatabaseUnavailable)},
@@ -381,15 +377,7 @@ def search_hits(
     (already plain JSON values, in the API's field order)."""
     from contactbook.contacts.search import search_contacts
 
-    try:
-        page = search_contacts(conn, text, limit=limit, offset=offset, tags=tags, company=company)
-    except psycopg.errors.QueryCanceled as error:
-        # A psycopg.OperationalError, which is retried: running it again would only cost
-        # the same seconds again.
-        raise SearchTimedOut(
-            "the search took longer than the database allows (statement_timeout): "
-            "try fewer or more specific words"
-        ) from error
+    page = search_contacts(conn, text, limit=limit, offset=offset, tags=tags, company=company)
     return page.contacts
 
 
