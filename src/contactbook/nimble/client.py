@@ -244,11 +244,6 @@ class NimbleClient:
                 future.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def iter_contacts(self, *, updated_since: datetime | None = None) -> Iterator[RemoteContact]:
-        """Every person, page after page (see :meth:`iter_pages`)."""
-        for page in self.iter_pages(updated_since=updated_since):
-            yield from page.contacts
-
     def fetch_page(self, number: int, *, updated_since: datetime | None = None) -> ContactPage:
         """One page of the listing :meth:`iter_pages` walks through."""
         return self._fetch_page(number, self.list_params(updated_since), threading.Event())
