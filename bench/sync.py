@@ -130,16 +130,17 @@ def run_step(name: str, args: argparse.Namespace, url: str, database_url: str) -
 def start_simulator(records: Path, latency: float) -> tuple[subprocess.Popen, str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    contactbook = Path(sys.executable).with_name("contactbook")
     process = subprocess.Popen(
-        [sys.executable, "-m", "contactbook.nimble.simulator", "--port", str(port)]
-        + ["--data", str(records), "--latency", str(latency)],
+        [str(contactbook), "fake-nimble", "--port", str(port), "--data", str(records)],
         env={**os.environ, "NIMBLE_API_KEY": API_KEY},
         stdout=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
-            httpx.get(f"{url}/_faults", timeout=1)
+            # The latency of every request is a fault plan, set through the admin endpoint.
+            httpx.post(f"{url}/_faults", json={"latency": latency}, timeout=1).raise_for_status()
             return process, url
         except httpx.TransportError:
             if process.poll() is not None:

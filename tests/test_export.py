@@ -39,19 +39,19 @@ def stored(conn) -> list[tuple]:
     return [tuple(row.values()) for row in rows]
 
 
-def test_a_csv_export_imports_back_as_the_same_contacts(conn, db_url, run_cli, tmp_path):
+def test_a_csv_export_imports_back_as_the_same_contacts(conn, db_url, cli, tmp_path):
     for contact in CONTACTS:
         conn.execute(INSERT, contact)
     before = stored(conn)
 
-    exported = run_cli("export", "--format", "csv")
-    assert exported.returncode == 0, exported.stderr
+    exported = cli("export", "--format", "csv")
+    assert exported.exit_code == 0, exported.stderr
     path = tmp_path / "exported.csv"
     path.write_text(exported.stdout, encoding="utf-8")
     conn.execute("TRUNCATE contacts RESTART IDENTITY")
-    imported = run_cli("import", str(path))
+    imported = cli("import", str(path))
 
-    assert imported.returncode == 0, imported.stderr
+    assert imported.exit_code == 0, imported.stderr
     assert stored(conn) == before
     # Importing the export into the contacts it came from changes nothing either.
     again = import_csv(db_url, path)
@@ -60,9 +60,9 @@ def test_a_csv_export_imports_back_as_the_same_contacts(conn, db_url, run_cli, t
     assert stored(conn) == before
 
 
-def test_the_csv_has_the_new_columns_joined_and_formula_safe(conn, run_cli):
+def test_the_csv_has_the_new_columns_joined_and_formula_safe(conn, cli):
     conn.execute(INSERT, CONTACTS[1])
-    result = run_cli("export", "--format", "csv")
+    result = cli("export", "--format", "csv")
     (row,) = list(csv.DictReader(io.StringIO(result.stdout)))
     assert list(row) == [
         "id",
@@ -84,10 +84,10 @@ def test_the_csv_has_the_new_columns_joined_and_formula_safe(conn, run_cli):
     assert row["tags"] == "Smith, Jones & Co;"  # one tag, though it holds a comma
 
 
-def test_jsonl_carries_every_key_of_the_contact_json(conn, run_cli):
+def test_jsonl_carries_every_key_of_the_contact_json(conn, cli):
     conn.execute(INSERT, CONTACTS[0])
     conn.execute(INSERT, CONTACTS[2])
-    result = run_cli("export")
+    result = cli("export")
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [list(row) for row in rows] == [list(Contact.model_fields)] * 2
     assert rows[0]["phone"] == "+44 20 7946 0958"  # the primary, unguarded in JSON
@@ -95,7 +95,7 @@ def test_jsonl_carries_every_key_of_the_contact_json(conn, run_cli):
     assert (rows[1]["phone"], rows[1]["phones"], rows[1]["tags"]) == (None, [], [])
 
 
-def test_synced_contacts_round_trip_too(conn, run_cli, sim, tmp_path):
+def test_synced_contacts_round_trip_too(conn, cli, sim, tmp_path):
     resource = person_resource(
         nimble_id="n1",
         first_name="Grace",
@@ -107,7 +107,7 @@ def test_synced_contacts_round_trip_too(conn, run_cli, sim, tmp_path):
     )
     sim.reset([resource])
     env = {"NIMBLE_API_URL": sim.url, "NIMBLE_API_KEY": API_KEY}
-    assert run_cli("sync", "--full", env=env).returncode == 0
+    assert cli("sync", "--full", env=env).exit_code == 0
     before = stored(conn)
     assert before[0][4:] == (
         ["+1 703 555 0100", "(703) 555-0199"],
@@ -117,7 +117,7 @@ def test_synced_contacts_round_trip_too(conn, run_cli, sim, tmp_path):
         ["navy", "pioneer"],
     )
     path = tmp_path / "exported.csv"
-    path.write_text(run_cli("export", "--format", "csv").stdout, encoding="utf-8")
+    path.write_text(cli("export", "--format", "csv").stdout, encoding="utf-8")
     conn.execute("TRUNCATE contacts RESTART IDENTITY")
-    assert run_cli("import", str(path)).returncode == 0
+    assert cli("import", str(path)).exit_code == 0
     assert stored(conn) == before

@@ -121,12 +121,12 @@ def test_any_filter_value_is_a_filter_never_a_500(api, value):
             assert response.json() == [], (path, params)
 
 
-def test_the_cli_search_takes_the_same_filters(run_cli, api):
+def test_the_cli_search_takes_the_same_filters(cli, api):
     params = {"text": "brooks", "tag": ["vip", "emea"], "company": "northwind"}
     expected = api.get("/api/v1/search", params=params).json()
-    result = run_cli(
+    result = cli(
         "search", "brooks", "--tag", "vip", "--tag", "emea", "--company", "northwind", "--json"
     )
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == expected
     assert [hit["first_name"] for hit in expected] == ["Tom"]

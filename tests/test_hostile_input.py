@@ -259,11 +259,11 @@ def test_a_hundred_thousand_columns_import_the_known_ones(db_url, write_csv):
     ids=["nul-at-start", "nul-late-in-a-value"],
 )
 def test_nul_bytes_are_refused_naming_the_line_and_nothing_is_written(
-    run_cli, db_url, write_csv, content, fragment
+    cli, db_url, write_csv, content, fragment
 ):
-    result = run_cli("import", str(write_csv(content)))
+    result = cli("import", str(write_csv(content)))
 
-    assert result.returncode == 2
+    assert result.exit_code == 2
     assert fragment in result.stderr
     assert "Nothing was imported" in result.stderr
     assert dump_contacts(db_url) == []
@@ -295,11 +295,11 @@ def test_a_nul_byte_in_an_ignored_column_is_harmless(db_url, write_csv):
     ids=["latin1-late", "cp1252", "utf16", "truncated"],
 )
 def test_mixed_encodings_are_refused_naming_the_line_and_nothing_is_written(
-    run_cli, db_url, write_csv, content, fragment
+    cli, db_url, write_csv, content, fragment
 ):
-    result = run_cli("import", str(write_csv(content)))
+    result = cli("import", str(write_csv(content)))
 
-    assert result.returncode == 2, result.stdout
+    assert result.exit_code == 2, result.stdout
     assert fragment in result.stderr
     assert "UTF-8" in result.stderr and "Nothing was imported" in result.stderr
     assert dump_contacts(db_url) == []
@@ -325,19 +325,19 @@ def test_a_million_blank_rows_are_skipped_quickly(db_url, write_csv):
 FORMULAS = ['=HYPERLINK("http://evil","x")', "+44 20 7946 0000", "-2+3", "@SUM(A1:A9)"]
 
 
-def test_formula_cells_are_stored_as_text_and_neutralised_by_csv_export(run_cli, db_url, write_csv):
+def test_formula_cells_are_stored_as_text_and_neutralised_by_csv_export(cli, db_url, write_csv):
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["First Name", "Last Name", "Email", "Description"])
     for i, value in enumerate(FORMULAS):
         writer.writerow([value, f"Last{i}", f"p{i}@example.com", value])
 
-    assert run_cli("import", str(write_csv(buffer.getvalue()))).returncode == 0
+    assert cli("import", str(write_csv(buffer.getvalue()))).exit_code == 0
     stored = [(r[2], r[5]) for r in dump_contacts(db_url)]
-    exported = run_cli("export", "--format", "csv")
+    exported = cli("export", "--format", "csv")
 
     assert stored == [(value, value) for value in FORMULAS]
-    assert exported.returncode == 0, exported.stderr
+    assert exported.exit_code == 0, exported.stderr
     out = list(csv.DictReader(io.StringIO(exported.stdout)))
     assert [(r["first_name"], r["description"]) for r in out] == [
         ("'" + value, "'" + value) for value in FORMULAS

@@ -524,21 +524,22 @@ def test_a_list_that_changes_while_paging_is_refused(sim: Simulator) -> None:
             list(pages)
 
 
-def test_simulator_runs_as_a_command_with_a_data_file(tmp_path, monkeypatch) -> None:
-    import socket
+def test_simulator_runs_as_a_command_with_a_data_file(tmp_path, cli_env) -> None:
     import subprocess
-    import sys
+
+    from conftest import CONTACTBOOK
+    from support import free_port
 
     records = [*people(3), person_resource(nimble_id="co", record_type="company")]
     data = tmp_path / "nimble.json"
     data.write_text(json.dumps(records), encoding="utf-8")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "contactbook.nimble.simulator", "--port", str(port)]
-    monkeypatch.setenv("NIMBLE_API_KEY", "command-key")
+    port = free_port()
     process = subprocess.Popen(
-        [*command, "--data", str(data)], stdout=subprocess.PIPE, text=True, cwd=tmp_path
+        [CONTACTBOOK, "fake-nimble", "--port", str(port), "--data", str(data)],
+        env={**cli_env, "NIMBLE_API_KEY": "command-key"},
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
     )
     try:
         banner = process.stdout.readline()

@@ -192,16 +192,16 @@ def test_start_up_import_runs_once_when_two_apis_start_together(
     ("command", "example"),
     [("worker", "contactbook worker --concurrency 4"), ("beat", "SYNC_SCHEDULE=")],
 )
-def test_worker_and_beat_have_help_with_examples(run_cli, command, example):
-    result = run_cli(command, "--help")
+def test_worker_and_beat_have_help_with_examples(cli, command, example):
+    result = cli(command, "--help", env={"COLUMNS": "200"})
 
-    assert result.returncode == 0
+    assert result.exit_code == 0
     assert "Example" in result.stdout
     assert example in result.stdout
 
 
-def test_worker_concurrency_defaults_to_two(run_cli):
-    help_text = run_cli("worker", "--help").stdout
+def test_worker_concurrency_defaults_to_two(cli):
+    help_text = cli("worker", "--help", env={"COLUMNS": "200"}).stdout
 
     assert re.search(r"--concurrency.*?\[default: (\d+)\]", help_text, re.S).group(1) == "2"
 

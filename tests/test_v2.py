@@ -187,3 +187,19 @@ def test_a_search_past_the_statement_timeout_fails_at_once_and_says_why(api, db_
     assert answer["status"] == "FAILURE", answer
     assert "DB_STATEMENT_TIMEOUT" in answer["error"]
     assert search_v2(api, text="Dan")["status"] == "SUCCESS"
+
+
+def test_a_result_backend_that_keeps_no_statuses_is_a_readable_503(live_api, tmp_path):
+    # rpc:// sends results back to the caller over the broker: there is no status for the
+    # API to read, so queueing and polling say how to configure one instead of a 500.
+    url = live_api(
+        redis_url=f"redis+socket://{tmp_path}/no-redis-here.sock", celery_result_backend="rpc://"
+    )
+
+    submit = httpx.post(f"{url}/api/v2/search", params={"text": "tom"}, timeout=30)
+    status = httpx.get(f"{url}/api/v2/search/status/{uuid.uuid4()}", timeout=30)
+
+    for answer in (submit, status):
+        assert answer.status_code == 503, answer.text
+        assert "CELERY_RESULT_BACKEND" in answer.json()["detail"], answer.text
+        assert answer.headers["Retry-After"].isdigit()

@@ -183,7 +183,9 @@ def _connection(database_url: str) -> _Target:
             "postgresql://user:password@host:5432/dbname"
         ) from None
     password = params.pop("password", None)
-    return _Target(conninfo=make_conninfo(**params), password=password)
+    return _Target(
+        conninfo=make_conninfo("", **params), password=None if password is None else str(password)
+    )
 
 
 def _server_major(target: _Target) -> int:
@@ -350,9 +352,11 @@ def _run(
         command, env=target.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     lines: list[str] = []
+    stderr = process.stderr
+    assert stderr is not None  # stderr=PIPE
 
     def read_stderr() -> None:
-        for line in process.stderr:
+        for line in stderr:
             lines.append(line)
             if watch is not None:
                 watch.line(line.strip())
@@ -367,7 +371,7 @@ def _run(
             if watch is not None:
                 watch.tick()
     reader.join()
-    process.stderr.close()
+    stderr.close()
     if process.returncode != 0:
         reason = _last_line("".join(lines))
         raise BackupError(f"{what} failed (exit {process.returncode}): {reason}")

@@ -45,6 +45,7 @@ from typing import Any
 
 import psycopg
 from celery import Celery, states
+from celery.backends.base import BaseKeyValueStoreBackend
 from celery.schedules import crontab
 from kombu.exceptions import ChannelError, KombuError
 from kombu.exceptions import OperationalError as BrokerOperationalError
@@ -467,9 +468,10 @@ def submit(app: Celery, task_name: str, *, kind: str, **kwargs: Any) -> str:
     result backend cannot be reached.
     """
     task_id = str(uuid.uuid4())
+    backend = _status_store(app)
     try:
         # Remember first: a worker may finish before send_task returns.
-        app.backend.set(_ISSUED_KEY.format(task_id=task_id), kind)
+        backend.set(_ISSUED_KEY.format(task_id=task_id), kind)
         app.send_task(task_name, kwargs=kwargs, task_id=task_id)
     except (KombuError, BrokerOperationalError, OSError, *_backend_errors(app)) as error:
         log.warning("could not queue %s: %s", task_name, error)
@@ -519,7 +521,7 @@ def issued_kind(app: Celery, task_id: str) -> str | None:
 def lookup(app: Celery, task_id: str) -> tuple[str | None, dict]:
     """The kind a task was issued as (None: never issued) and its `{task_id, status,
     result, error}`, read in one round trip: the status endpoints are polled often."""
-    backend = app.backend
+    backend = _status_store(app)
     keys = [_ISSUED_KEY.format(task_id=task_id), backend.get_key_for_task(task_id)]
     try:
         if hasattr(backend, "mget"):
@@ -549,9 +551,16 @@ _SHOWN_STATE = {
 }
 
 
-def task_status(app: Celery, task_id: str) -> dict:
-    """`{task_id, status, result, error}` for a task id (PENDING when nothing is known)."""
-    return lookup(app, task_id)[1]
+def _status_store(app: Celery) -> BaseKeyValueStoreBackend:
+    """The result backend, if it keeps statuses the API can read back (rpc:// sends them
+    to the caller over the broker instead, which the API never waits for)."""
+    backend = app.backend
+    if not isinstance(backend, BaseKeyValueStoreBackend):
+        raise BrokerUnavailable(
+            f"the result backend ({type(backend).__name__}) keeps no task statuses to read: "
+            "set CELERY_RESULT_BACKEND to redis://… (or leave it unset to use REDIS_URL)"
+        )
+    return backend
 
 
 def _shown_status(task_id: str, state: str, outcome: object) -> dict:
@@ -675,5 +684,4 @@ __all__ = [
     "create_celery_app",
     "parse_sync_schedule",
     "submit",
-    "task_status",
 ]

@@ -430,7 +430,9 @@ def _without_formula_guard(value: str | None) -> str | None:
     return value
 
 
-def _more_fields(named: dict[str, str | None], phone_cells: list[str | None]) -> tuple:
+def _more_fields(
+    named: dict[str, str | None], phone_cells: list[str | None]
+) -> tuple[tuple[str, ...], str | None, str | None, str | None, tuple[str, ...]]:
     """(phones, title, company, location, tags) from a row's picked cells."""
     location = named.get("location")
     if location is None:

@@ -20,11 +20,11 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 import httpx
 
@@ -195,7 +195,9 @@ class NimbleClient:
 
     # -- reading the list ------------------------------------------------------------
 
-    def iter_pages(self, *, updated_since: datetime | None = None) -> Iterator[ContactPage]:
+    def iter_pages(
+        self, *, updated_since: datetime | None = None
+    ) -> Generator[ContactPage, None, None]:
         """Yield every page of people, in the order they arrive (not page order).
 
         With ``updated_since``, only people Nimble says were updated at or after that
@@ -244,11 +246,6 @@ class NimbleClient:
                 future.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def iter_contacts(self, *, updated_since: datetime | None = None) -> Iterator[RemoteContact]:
-        """Every person, page after page (see :meth:`iter_pages`)."""
-        for page in self.iter_pages(updated_since=updated_since):
-            yield from page.contacts
-
     def fetch_page(self, number: int, *, updated_since: datetime | None = None) -> ContactPage:
         """One page of the listing :meth:`iter_pages` walks through."""
         return self._fetch_page(number, self.list_params(updated_since), threading.Event())
@@ -285,12 +282,14 @@ class NimbleClient:
     def _fetch_page(
         self, number: int, params: dict[str, str | int], cancel: threading.Event
     ) -> ContactPage:
-        return self._get(
+        page = self._get(
             CONTACTS_PATH,
             {**params, "page": number},
             lambda body: parse_contact_page(body, number=number, per_page=self.per_page),
             cancel,
         )
+        assert page is not None  # only a missing_ok request answers None
+        return page
 
     def _get(
         self,
@@ -421,9 +420,8 @@ def parse_contact_page(body: Any, *, number: int, per_page: int) -> ContactPage:
     total = meta.get("total")
     if not _is_count(total):
         raise _MalformedAnswer("meta.total is not a count")
-    pages = meta.get("pages")
-    if not _is_count(pages):
-        pages = math.ceil(total / per_page)
+    given_pages = meta.get("pages")
+    pages = given_pages if _is_count(given_pages) else math.ceil(total / per_page)
     contacts: list[RemoteContact] = []
     ids: list[str] = []
     for resource in resources:
@@ -485,5 +483,5 @@ def _parse_time(value: Any) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _is_count(value: Any) -> bool:
+def _is_count(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0

@@ -25,7 +25,6 @@ simulator to a network you do not trust) or the same calls in process on
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import csv
@@ -48,8 +47,6 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
-
-from contactbook.config import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -1131,34 +1128,3 @@ class ThreadedServer:
         self._server.should_exit = True
         self._thread.join(timeout=10)
         self._socket.close()
-
-
-def _configured_key() -> str:
-    key = get_settings().nimble_api_key
-    return key.get_secret_value() if key is not None else DEFAULT_API_KEY
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m contactbook.nimble.simulator`` (the CLI's ``fake-nimble`` does the same)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--contacts", type=int, help="generate this many records (default 500)")
-    source.add_argument("--data", type=Path, help="a JSON list of Nimble resources")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
-    args = parser.parse_args(argv)
-    run_simulator(
-        args.host,
-        args.port,
-        args.contacts,
-        args.data,
-        _configured_key(),
-        faults=FaultPlan(latency=args.latency),
-        seed=args.seed,
-    )
-
-
-if __name__ == "__main__":
-    main()

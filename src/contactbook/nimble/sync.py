@@ -650,10 +650,9 @@ def _record_failure(
         if conn.broken:
             # The server dropped the connection (a restart, a failover): record the
             # failure on a new one, or the run would look "running" until the next run.
-            password = conn.info.password
-            with psycopg.connect(
-                conn.info.dsn, autocommit=True, **({"password": password} if password else {})
-            ) as fresh:
+            # The dsn leaves the password out; None adds nothing (psycopg drops it).
+            password = conn.info.password or None
+            with psycopg.connect(conn.info.dsn, autocommit=True, password=password) as fresh:
                 _finish_run(fresh, recorded, status="failed", error=message)
         else:
             _finish_run(conn, recorded, status="failed", error=message)
