@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from psycopg_pool import PoolTimeout
 from replication import make_standby, wait_for_replay
 from support import LiveServer, start_server
 
@@ -24,8 +25,9 @@ from contactbook import db
 from contactbook.api.app import create_app
 from contactbook.config import Settings
 from contactbook.contacts.importer import import_csv
-from contactbook.db.replica import REPLAY_LAG
-from contactbook.embedded import EmbeddedPostgres
+from contactbook.db.replica import REPLAY_LAG, prepare_to_serve, server_gone
+from contactbook.embedded import EmbeddedPostgres, EmbeddedServerError
+from contactbook.errors import DatabaseUnavailable
 from contactbook.tasks import SEARCH_TASK, create_celery_app
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,10 +43,19 @@ class Replication:
     replica_url: str
 
     def restart_primary(self) -> None:
-        self.primary.start()
+        _start(self.primary)
 
     def restart_standby(self) -> None:
-        self.standby.start()
+        _start(self.standby)
+
+
+def _start(server: EmbeddedPostgres) -> None:
+    """Start a server that may be stopped; once more if the wheel's pg_ctl gave up waiting
+    (10 s) on a busy machine: the second call finds the server that came up late."""
+    try:
+        server.start()
+    except EmbeddedServerError:
+        server.start()
 
 
 @pytest.fixture(scope="module")
@@ -162,8 +173,7 @@ def test_replay_lag_is_the_age_of_the_last_replayed_transaction_while_replay_is_
                 target = primary.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
             # Received but not replayed: lag is measured, not assumed to be zero.
             received = "SELECT pg_last_wal_receive_lsn() >= %s::pg_lsn"
-            while not replica.execute(received, (target,)).fetchone()[0]:
-                pass
+            _wait_for(lambda: replica.execute(received, (target,)).fetchone()[0])
             assert replica.execute(REPLAY_LAG).fetchone()[0] > 0
         finally:
             replica.execute("SELECT pg_wal_replay_resume()")
@@ -266,6 +276,39 @@ def test_with_both_stopped_reads_answer_503_naming_both(servers: Replication, ap
     assert db.describe_database(servers.replica_url) in detail
     assert db.describe_database(servers.primary_url) in detail
     assert client.get("/readyz").status_code == 503
+
+
+def test_the_api_starts_without_the_primary_when_the_replica_has_this_versions_schema(
+    servers: Replication, caplog
+) -> None:
+    prepare_to_serve(servers.primary_url, servers.replica_url)  # both up: migrates, no-op
+    servers.primary.stop()
+
+    with caplog.at_level(logging.WARNING, logger=REPLICA_LOGGER):
+        prepare_to_serve(servers.primary_url, servers.replica_url, wait=1)
+    assert any(
+        "starting with reads from the read replica" in r.getMessage() for r in caplog.records
+    )
+
+    # A read URL without this version's tables is no reason to start: the primary's error.
+    no_schema = servers.replica_url.replace("/contactbook?", "/postgres?")
+    with pytest.raises(DatabaseUnavailable, match="cannot connect"):
+        prepare_to_serve(servers.primary_url, no_schema, wait=1)
+
+
+@pytest.mark.parametrize(
+    ("error", "gone"),
+    [
+        (psycopg.OperationalError("connection lost"), True),  # libpq: no SQLSTATE
+        (psycopg.errors.AdminShutdown(), True),  # 57P01: the server is shutting down
+        (psycopg.errors.CannotConnectNow(), True),  # 57P03: starting up
+        (psycopg.errors.QueryCanceled(), False),  # 57014: a statement timeout
+        (psycopg.errors.SerializationFailure(), False),  # a recovery conflict: not gone
+        (PoolTimeout(), False),  # busy, not gone: the monitor decides that
+    ],
+)
+def test_only_errors_of_the_server_itself_send_reads_to_the_primary(error, gone) -> None:
+    assert server_gone(error) is gone
 
 
 def _wait_for(condition: Callable[[], object], timeout: float = 30) -> object:
