@@ -9,7 +9,10 @@ replay what it needs; none sleeps and hopes.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import signal
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +22,11 @@ import psycopg
 import pytest
 from psycopg_pool import PoolTimeout
 from replication import make_standby, wait_for_replay
-from support import LiveServer, start_server
+from support import LiveServer, free_port, start_server
 
 from contactbook import db
 from contactbook.api.app import create_app
+from contactbook.backup import _embedded_bin_dir
 from contactbook.config import Settings
 from contactbook.contacts.importer import import_csv
 from contactbook.db.replica import REPLAY_LAG, prepare_to_serve, server_gone
@@ -294,6 +298,56 @@ def test_the_api_starts_without_the_primary_when_the_replica_has_this_versions_s
     no_schema = servers.replica_url.replace("/contactbook?", "/postgres?")
     with pytest.raises(DatabaseUnavailable, match="cannot connect"):
         prepare_to_serve(servers.primary_url, no_schema, wait=1)
+
+
+def test_the_compose_standby_script_makes_a_streaming_standby(
+    servers: Replication, tmp_path_factory, tmp_path: Path
+) -> None:
+    """deploy/postgres/standby.sh, as the compose `replica` service runs it, with the
+    embedded server's binaries: copies the primary once, streams, and resumes."""
+    home = tmp_path_factory.mktemp("compose-standby")
+    owner = servers.primary.data_dir.stat()
+    os.chown(home, owner.st_uid, owner.st_gid)
+    port = free_port()
+    env = {
+        "PATH": f"{_embedded_bin_dir()}:{os.environ['PATH']}",
+        "PGDATA": str(home / "data"),
+        "PRIMARY_HOST": psycopg.conninfo.conninfo_to_dict(servers.primary_url)["host"],
+        "POSTGRES_USER": "postgres",
+        "PGPORT": str(port),  # the standby's own port: not the machine's 5432
+    }
+    url = f"postgresql://postgres@127.0.0.1:{port}/contactbook"
+    import_people(servers, tmp_path, "Tamsin")
+    output = home / "standby.log"
+    for _ in range(2):  # the second start resumes from its own data folder
+        with output.open("ab") as log:
+            standby = subprocess.Popen(
+                ["sh", str(REPO / "deploy" / "postgres" / "standby.sh")],
+                env=env,
+                user=owner.st_uid if owner.st_uid != os.geteuid() else None,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            _wait_for(lambda process=standby: _answers(url) or process.poll() is not None)
+            assert standby.poll() is None, output.read_text()
+            wait_for_replay(servers.primary_url, url)
+            with psycopg.connect(url) as conn:
+                assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is True
+                names = conn.execute("SELECT first_name FROM contacts").fetchall()
+            assert names == [("Tamsin",)]
+        finally:
+            standby.send_signal(signal.SIGINT)
+            standby.wait(timeout=60)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with psycopg.connect(url, connect_timeout=2) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.OperationalError:
+        return False
+    return True
 
 
 @pytest.mark.parametrize(
