@@ -402,7 +402,7 @@ def run_wrk(port: int, paths: list[str], *, connections: int, seconds: float) ->
         listing.write_text("\n".join(paths) + "\n")
         threads = min(2, connections)
         result = subprocess.run(
-            ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
+            ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s",
              "-s", str(script), f"http://127.0.0.1:{port}", "--", str(listing)],
             capture_output=True, text=True, check=True,
         )  # fmt: skip

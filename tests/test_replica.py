@@ -9,7 +9,10 @@ replay what it needs; none sleeps and hopes.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import signal
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,15 +20,18 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from psycopg_pool import PoolTimeout
 from replication import make_standby, wait_for_replay
-from support import LiveServer, start_server
+from support import LiveServer, free_port, start_server
 
 from contactbook import db
 from contactbook.api.app import create_app
+from contactbook.backup import _embedded_bin_dir
 from contactbook.config import Settings
 from contactbook.contacts.importer import import_csv
-from contactbook.db.replica import REPLAY_LAG
-from contactbook.embedded import EmbeddedPostgres
+from contactbook.db.replica import REPLAY_LAG, prepare_to_serve, server_gone
+from contactbook.embedded import EmbeddedPostgres, EmbeddedServerError
+from contactbook.errors import DatabaseUnavailable
 from contactbook.tasks import SEARCH_TASK, create_celery_app
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,10 +47,19 @@ class Replication:
     replica_url: str
 
     def restart_primary(self) -> None:
-        self.primary.start()
+        _start(self.primary)
 
     def restart_standby(self) -> None:
-        self.standby.start()
+        _start(self.standby)
+
+
+def _start(server: EmbeddedPostgres) -> None:
+    """Start a server that may be stopped; once more if the wheel's pg_ctl gave up waiting
+    (10 s) on a busy machine: the second call finds the server that came up late."""
+    try:
+        server.start()
+    except EmbeddedServerError:
+        server.start()
 
 
 @pytest.fixture(scope="module")
@@ -162,8 +177,7 @@ def test_replay_lag_is_the_age_of_the_last_replayed_transaction_while_replay_is_
                 target = primary.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
             # Received but not replayed: lag is measured, not assumed to be zero.
             received = "SELECT pg_last_wal_receive_lsn() >= %s::pg_lsn"
-            while not replica.execute(received, (target,)).fetchone()[0]:
-                pass
+            _wait_for(lambda: replica.execute(received, (target,)).fetchone()[0])
             assert replica.execute(REPLAY_LAG).fetchone()[0] > 0
         finally:
             replica.execute("SELECT pg_wal_replay_resume()")
@@ -266,6 +280,89 @@ def test_with_both_stopped_reads_answer_503_naming_both(servers: Replication, ap
     assert db.describe_database(servers.replica_url) in detail
     assert db.describe_database(servers.primary_url) in detail
     assert client.get("/readyz").status_code == 503
+
+
+def test_the_api_starts_without_the_primary_when_the_replica_has_this_versions_schema(
+    servers: Replication, caplog
+) -> None:
+    prepare_to_serve(servers.primary_url, servers.replica_url)  # both up: migrates, no-op
+    servers.primary.stop()
+
+    with caplog.at_level(logging.WARNING, logger=REPLICA_LOGGER):
+        prepare_to_serve(servers.primary_url, servers.replica_url, wait=1)
+    assert any(
+        "starting with reads from the read replica" in r.getMessage() for r in caplog.records
+    )
+
+    # A read URL without this version's tables is no reason to start: the primary's error.
+    no_schema = servers.replica_url.replace("/contactbook?", "/postgres?")
+    with pytest.raises(DatabaseUnavailable, match="cannot connect"):
+        prepare_to_serve(servers.primary_url, no_schema, wait=1)
+
+
+def test_the_compose_standby_script_makes_a_streaming_standby(
+    servers: Replication, tmp_path_factory, tmp_path: Path
+) -> None:
+    """deploy/postgres/standby.sh, as the compose `replica` service runs it, with the
+    embedded server's binaries: copies the primary once, streams, and resumes."""
+    home = tmp_path_factory.mktemp("compose-standby")
+    owner = servers.primary.data_dir.stat()
+    os.chown(home, owner.st_uid, owner.st_gid)
+    port = free_port()
+    env = {
+        "PATH": f"{_embedded_bin_dir()}:{os.environ['PATH']}",
+        "PGDATA": str(home / "data"),
+        "PRIMARY_HOST": psycopg.conninfo.conninfo_to_dict(servers.primary_url)["host"],
+        "POSTGRES_USER": "postgres",
+        "PGPORT": str(port),  # the standby's own port: not the machine's 5432
+    }
+    url = f"postgresql://postgres@127.0.0.1:{port}/contactbook"
+    import_people(servers, tmp_path, "Tamsin")
+    output = home / "standby.log"
+    for _ in range(2):  # the second start resumes from its own data folder
+        with output.open("ab") as log:
+            standby = subprocess.Popen(
+                ["sh", str(REPO / "deploy" / "postgres" / "standby.sh")],
+                env=env,
+                user=owner.st_uid if owner.st_uid != os.geteuid() else None,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            _wait_for(lambda process=standby: _answers(url) or process.poll() is not None)
+            assert standby.poll() is None, output.read_text()
+            wait_for_replay(servers.primary_url, url)
+            with psycopg.connect(url) as conn:
+                assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is True
+                names = conn.execute("SELECT first_name FROM contacts").fetchall()
+            assert names == [("Tamsin",)]
+        finally:
+            standby.send_signal(signal.SIGINT)
+            standby.wait(timeout=60)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with psycopg.connect(url, connect_timeout=2) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("error", "gone"),
+    [
+        (psycopg.OperationalError("connection lost"), True),  # libpq: no SQLSTATE
+        (psycopg.errors.AdminShutdown(), True),  # 57P01: the server is shutting down
+        (psycopg.errors.CannotConnectNow(), True),  # 57P03: starting up
+        (psycopg.errors.QueryCanceled(), False),  # 57014: a statement timeout
+        (psycopg.errors.SerializationFailure(), False),  # a recovery conflict: not gone
+        (PoolTimeout(), False),  # busy, not gone: the monitor decides that
+    ],
+)
+def test_only_errors_of_the_server_itself_send_reads_to_the_primary(error, gone) -> None:
+    assert server_gone(error) is gone
 
 
 def _wait_for(condition: Callable[[], object], timeout: float = 30) -> object:

@@ -14,7 +14,8 @@ set -eu
 : "${PRIMARY_HOST:?set PRIMARY_HOST to the primary's host name}"
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
     echo "standby: copying the primary ($PRIMARY_HOST) into $PGDATA"
-    pg_basebackup --host="$PRIMARY_HOST" --username="$POSTGRES_USER" --pgdata="$PGDATA" \
+    pg_basebackup --host="$PRIMARY_HOST" --port="${PRIMARY_PORT:-5432}" \
+        --username="$POSTGRES_USER" --pgdata="$PGDATA" \
         --write-recovery-conf --wal-method=stream --checkpoint=fast --no-password
 fi
 exec postgres -D "$PGDATA"

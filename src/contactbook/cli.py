@@ -188,9 +188,9 @@ def api(
     """
     import uvicorn
 
-    from contactbook import db
     from contactbook.asgi import bounded_http, connection_cap
     from contactbook.config import export_service_urls, get_settings
+    from contactbook.db.replica import prepare_to_serve
     from contactbook.logging import choose_log_format, settings_secrets, uvicorn_log_config
     from contactbook.preflight import ensure_port_free
 
@@ -199,8 +199,8 @@ def api(
     ensure_port_free(host, port, command="api")
     with _services(settings, redis_needed=False, role="api") as urls:
         export_service_urls(urls.database_url, urls.redis_url)
-        db.wait_for_database(urls.database_url)
-        db.upgrade(urls.database_url)
+        # With DATABASE_READ_URL it also starts while the primary is away (reads only).
+        prepare_to_serve(urls.database_url, settings.database_read_url)
         uvicorn.run(
             "contactbook.api.app:create_app",
             factory=True,

