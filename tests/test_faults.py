@@ -487,7 +487,8 @@ def test_more_searches_than_connections_wait_or_get_503_with_retry_after_never_5
     db_url: str, live_api
 ) -> None:
     add_people(db_url, 200)
-    api = live_api(db_pool_size=2, db_pool_timeout=1.0)
+    # No statement timeout: these searches are to wait behind the lock, not be stopped.
+    api = live_api(db_pool_size=2, db_pool_timeout=1.0, db_statement_timeout=0)
     assert httpx.get(f"{api}/api/v1/search", params={"text": "dana"}).status_code == 200
 
     # Searches slower than the pool timeout: two hold the connections, the others give
@@ -504,7 +505,7 @@ def test_more_searches_than_connections_wait_or_get_503_with_retry_after_never_5
 
     # With a wait longer than the slow searches, they queue for the two connections and
     # every one finishes.
-    patient = live_api(db_pool_size=2, db_pool_timeout=20.0)
+    patient = live_api(db_pool_size=2, db_pool_timeout=20.0, db_statement_timeout=0)
     with searches_held_for(db_url, 1.0):
         answers = concurrent_searches(patient, CONCURRENT_SEARCHES)
     assert [answer.status_code for answer in answers] == [200] * CONCURRENT_SEARCHES
