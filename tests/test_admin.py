@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import socket
+from urllib.parse import urlsplit
+
 import httpx
 import psycopg
 import pytest
-from celery_support import ADMIN_TOKEN, CELERY_WARNINGS, admin_headers, wait_for_task
+from celery_support import ADMIN_TOKEN, CELERY_WARNINGS, admin_headers, wait_for_task, wait_until
+from prometheus_client.parser import text_string_to_metric_families
 
 from contactbook import tasks
 
@@ -37,6 +42,17 @@ def api(celery_worker, celery_api, db_url) -> httpx.Client:
 def uploads(worker_settings) -> list[str]:
     folder = tasks.uploads_dir(worker_settings)
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def metric(name: str, **labels: str) -> float:
+    """A sample of this process's metrics (the test APIs run in it)."""
+    from contactbook.metrics import metrics_response
+
+    for family in text_string_to_metric_families(metrics_response()[0].decode()):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return 0.0
 
 
 def task_outcome(api: httpx.Client, task_id: str) -> dict:
@@ -219,6 +235,91 @@ def test_a_streamed_upload_is_cut_off_at_the_limit(celery_api, worker_settings, 
     )
 
     assert response.status_code == 413
+    assert uploads(worker_settings) == []
+
+
+def _form(boundary: str, *parts: tuple[str, str | None, bytes]) -> bytes:
+    body = b""
+    for name, filename, content in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        body += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode()
+        body += content + b"\r\n"
+    return body + f"--{boundary}--\r\n".encode()
+
+
+def test_a_boundary_too_long_to_parse_is_a_readable_422(celery_api, worker_settings):
+    url = celery_api()
+    boundary = "b" * 300
+    response = httpx.post(
+        f"{url}/api/v1/imports",
+        content=_form(boundary, ("file", "p.csv", PEOPLE.encode())),
+        headers={**admin_headers(), "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+
+    assert response.status_code == 422, response.text
+    assert "boundary" in response.json()["detail"]
+    assert uploads(worker_settings) == []
+
+
+def test_the_whole_form_counts_against_the_upload_limit(celery_api, worker_settings):
+    url = celery_api(max_upload_bytes=1000)
+    boundary = "contactbook-test-boundary"
+    body = _form(boundary, ("note", None, b"n" * 200_000), ("file", "small.csv", PEOPLE.encode()))
+
+    def chunks():  # no Content-Length: the server counts what arrives
+        for start in range(0, len(body), 4096):
+            yield body[start : start + 4096]
+
+    response = httpx.post(
+        f"{url}/api/v1/imports",
+        content=chunks(),
+        headers={**admin_headers(), "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+
+    assert response.status_code == 413, response.text
+    assert uploads(worker_settings) == []
+
+
+def test_a_form_of_many_tiny_parts_is_refused(celery_api, worker_settings):
+    url = celery_api()
+    boundary = "contactbook-test-boundary"
+    tiny = [(f"f{i}", None, b"x") for i in range(1_000)]
+    body = _form(boundary, ("file", "p.csv", PEOPLE.encode()), *tiny)
+
+    response = httpx.post(
+        f"{url}/api/v1/imports",
+        content=body,
+        headers={**admin_headers(), "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+
+    assert response.status_code == 422, response.text
+    assert "more than 100 parts" in response.json()["detail"]
+    assert uploads(worker_settings) == []
+
+
+def test_a_client_leaving_mid_upload_is_no_server_error(celery_api, worker_settings, caplog):
+    url = celery_api()
+    parts = urlsplit(url)
+    route = {"method": "POST", "route": "/api/v1/imports"}
+    errors_before = metric("contactbook_http_requests_total", **route, status="500")
+    left_before = metric("contactbook_http_requests_total", **route, status="499")
+    head = (
+        "POST /api/v1/imports HTTP/1.1\r\nHost: test\r\n"
+        f"Authorization: {admin_headers()['Authorization']}\r\n"
+        "Content-Type: text/csv\r\nContent-Length: 1000000\r\n\r\n"
+    )
+    with caplog.at_level(logging.INFO):
+        with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+            sock.sendall(head.encode() + PEOPLE.encode())
+        # Wait for the server to notice: the request is counted when it ends.
+        wait_until(
+            lambda: metric("contactbook_http_requests_total", **route, status="499") > left_before,
+            what="the abandoned upload to be counted",
+        )
+
+    assert metric("contactbook_http_requests_total", **route, status="500") == errors_before
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert any("disconnected during an upload" in r.getMessage() for r in caplog.records)
     assert uploads(worker_settings) == []
 
 

@@ -294,3 +294,22 @@ def test_a_redirect_location_cannot_become_another_host():
 
     assert relative_location(b"http://evil.example//other.host/x?a=1") == b"/other.host/x?a=1"
     assert relative_location(b"https://h/") == b"/"
+
+
+def test_metrics_need_the_metrics_token_when_one_is_set(live_api):
+    open_url = live_api()
+    assert httpx.get(f"{open_url}/metrics").status_code == 200
+
+    url = live_api(metrics_token="metrics-secret-77", contactbook_api_tokens="reader-1")
+    answers = {
+        name: httpx.get(f"{url}/metrics", headers=headers).status_code
+        for name, headers in [
+            ("none", {}),
+            ("reader", {"Authorization": "Bearer reader-1"}),
+            ("right", {"Authorization": "Bearer metrics-secret-77"}),
+        ]
+    }
+    assert answers == {"none": 401, "reader": 403, "right": 200}
+    # Probes stay open: they show only up/ready (and which dependency is down).
+    assert httpx.get(f"{url}/healthz").status_code == 200
+    assert httpx.get(f"{url}/readyz").status_code == 200

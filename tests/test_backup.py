@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -236,3 +237,50 @@ def test_restoring_a_file_that_is_not_a_backup_exits_2(cli, tmp_path: Path) -> N
 
     assert result.exit_code == 2
     assert "not a pg_dump custom-format archive" in result.stderr
+
+
+def test_searches_during_a_restore_answer_503_and_then_find_the_restored_contacts(
+    contacts_db: str, tmp_path: Path, live_api
+) -> None:
+    import threading
+
+    import httpx
+
+    dump = backup_database(contacts_db, tmp_path)
+    url = live_api(db_statement_timeout=0.3)
+    search = {"text": "Tom"}
+    with httpx.Client(base_url=url, timeout=20) as client:
+        assert client.get("/api/v1/search", params=search).status_code == 200
+        with psycopg.connect(contacts_db) as reader, psycopg.connect(contacts_db) as watcher:
+            # A reader keeps the restore waiting at the contacts table, so the test can
+            # search while the restore holds its place in the lock queue.
+            reader.execute("SELECT 1 FROM contacts LIMIT 1")
+            failure: list[BaseException] = []
+
+            def restore() -> None:
+                try:
+                    restore_database(contacts_db, dump)
+                except BaseException as error:  # reported by the assertion below
+                    failure.append(error)
+
+            restoring = threading.Thread(target=restore)
+            restoring.start()
+            waiting = None
+            while restoring.is_alive() and not waiting:
+                waiting = watcher.execute(
+                    "SELECT 1 FROM pg_locks WHERE relation = 'contacts'::regclass"
+                    " AND mode = 'AccessExclusiveLock' AND NOT granted"
+                ).fetchone()
+                time.sleep(0.01)  # polling for the event, not ordering by time
+            assert waiting, f"the restore never waited for the contacts table: {failure}"
+
+            during = client.get("/api/v1/search", params=search)
+            assert during.status_code == 503, during.text
+            assert "DB_STATEMENT_TIMEOUT" in during.json()["detail"]
+
+            reader.rollback()
+            restoring.join(timeout=60)
+        assert not failure, failure
+        after = client.get("/api/v1/search", params=search)
+        assert after.status_code == 200
+        assert after.json()[0]["last_name"] == "Hendricks"

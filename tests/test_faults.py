@@ -604,7 +604,8 @@ def test_more_searches_than_connections_wait_or_get_503_with_retry_after_never_5
     db_url: str, live_api
 ) -> None:
     add_people(db_url, 200)
-    api = live_api(db_pool_size=2, db_pool_timeout=1.0)
+    # No statement timeout: these searches are to wait behind the lock, not be stopped.
+    api = live_api(db_pool_size=2, db_pool_timeout=1.0, db_statement_timeout=0)
     assert httpx.get(f"{api}/api/v1/search", params={"text": "dana"}).status_code == 200
 
     # Searches held until the others have given up: two hold the connections, the others
@@ -623,7 +624,7 @@ def test_more_searches_than_connections_wait_or_get_503_with_retry_after_never_5
 
     # With a wait longer than the held searches, they queue for the two connections and
     # every one finishes.
-    patient = live_api(db_pool_size=2, db_pool_timeout=60.0)
+    patient = live_api(db_pool_size=2, db_pool_timeout=60.0, db_statement_timeout=0)
     with searches_held(db_url) as release, searches_started(patient, CONCURRENT_SEARCHES) as sent:
         wait_until(lambda: sessions_waiting_for_contacts(db_url) == 2, what="both connections held")
         release()

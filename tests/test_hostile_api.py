@@ -221,3 +221,14 @@ def test_connections_beyond_the_cap_are_refused_at_once_and_served_again_after(b
             pass
         assert time.monotonic() < deadline, "the server never served again"
         time.sleep(0.05)
+
+
+def test_the_connection_cap_leaves_room_under_the_file_limit(monkeypatch):
+    import resource
+
+    from contactbook.asgi import RESERVED_DESCRIPTORS, connection_cap
+
+    # The process's own limit stands in for a container's small `ulimit -n`.
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (256, 4096))
+    assert connection_cap(1000) == 256 - RESERVED_DESCRIPTORS
+    assert connection_cap(100) == 100

@@ -156,8 +156,11 @@ def test_secrets_come_from_the_settings(make_settings) -> None:
         nimble_api_key=NIMBLE_KEY,
         contactbook_admin_token=ADMIN_TOKEN,
         contactbook_api_tokens=",".join(READ_TOKENS),
+        metrics_token="metrics-token-4242",
     )
-    assert sorted(settings_secrets(settings)) == sorted([NIMBLE_KEY, ADMIN_TOKEN, *READ_TOKENS])
+    assert sorted(settings_secrets(settings)) == sorted(
+        [NIMBLE_KEY, ADMIN_TOKEN, "metrics-token-4242", *READ_TOKENS]
+    )
 
 
 def test_urls_are_logged_without_their_password() -> None:

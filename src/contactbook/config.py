@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     contactbook_csv: Path | None = None
     contactbook_admin_token: SecretStr | None = None
     contactbook_api_tokens: SecretStr | None = None
+    # Bearer token `GET /metrics` needs; unset: /metrics is open like /healthz.
+    metrics_token: SecretStr | None = None
 
     # Origins whose pages may call the API from a browser (CORS_ORIGINS, comma-separated);
     # empty: no CORS headers at all, so only the search page served here can.
@@ -78,7 +80,9 @@ class Settings(BaseSettings):
     search_queue_limit: int = Field(default=50, ge=0)
     broker_visibility_timeout: int = Field(default=3600, ge=1)
 
-    @field_validator("nimble_api_key", "contactbook_admin_token", "contactbook_api_tokens")
+    @field_validator(
+        "nimble_api_key", "contactbook_admin_token", "contactbook_api_tokens", "metrics_token"
+    )
     @classmethod
     def _blank_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():

@@ -392,7 +392,7 @@ def _celery_task_finished(task_id: str | None = None, **_: Any) -> None:
 def settings_secrets(settings: Any) -> list[str]:
     """The secret values in `Settings` that logs must never show."""
     secrets: list[str] = []
-    for field in ("nimble_api_key", "contactbook_admin_token"):
+    for field in ("nimble_api_key", "contactbook_admin_token", "metrics_token"):
         value = getattr(settings, field, None)
         if value is not None:
             secrets.append(value.get_secret_value())

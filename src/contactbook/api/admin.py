@@ -5,24 +5,29 @@ Every route needs `Authorization: Bearer <CONTACTBOOK_ADMIN_TOKEN>` (401 without
 token, 403 with a wrong one; 403 for every request when no admin token is configured).
 
 Uploads are streamed to `CONTACTBOOK_HOME/uploads/<random>.csv` as they arrive and
-refused with 413 as soon as they pass `MAX_UPLOAD_BYTES` (at once when Content-Length
-already says so), so a large upload never sits in memory. The worker imports the file
+refused with 413 as soon as they pass `MAX_UPLOAD_BYTES` (the whole body counts; at once
+when Content-Length already says so), so a large upload never sits in memory; a form is
+parsed on a worker thread, at most 100 parts of it. A client that leaves mid-upload is
+logged at INFO and counted as 499, not as a server error. The worker imports the file
 and removes it; the API and the workers must therefore share CONTACTBOOK_HOME's disk
 (they do under `contactbook serve`; with containers, mount one volume in both).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect
 
 from contactbook import db, tasks
 from contactbook.api.deps import Admin, Pool, SettingsDep
@@ -30,6 +35,8 @@ from contactbook.api.v2 import CeleryDep, TaskAccepted
 from contactbook.config import Settings
 from contactbook.contacts import removed
 from contactbook.errors import UnusableInput
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1", dependencies=[Admin], tags=["admin"])
 
@@ -205,10 +212,23 @@ async def upload_import(request: Request, settings: SettingsDep, celery: CeleryD
         original_name = await _receive_csv(request, target, limit)
         await run_in_threadpool(_check_usable, target, original_name)
         task_id = await run_in_threadpool(_queue_import, celery, settings, target, original_name)
+    except ClientDisconnect:
+        target.unlink(missing_ok=True)
+        return _client_left()
     except BaseException:
         target.unlink(missing_ok=True)
         raise
     return TaskAccepted(task_id=task_id)
+
+
+#: The status logged and counted for an upload whose client went away mid-body (nginx's
+#: "client closed request"): nobody receives it, and it is no server error.
+CLIENT_CLOSED_REQUEST = 499
+
+
+def _client_left() -> Response:
+    log.info("the client disconnected during an upload; nothing was imported")
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
 
 
 def _queue_import(celery, settings: Settings, path: Path, original_name: str) -> str:
@@ -244,15 +264,28 @@ def _too_large(limit: int) -> HTTPException:
 
 
 async def _receive_csv(request: Request, target: Path, limit: int) -> str:
-    """Stream the request's CSV into `target`; return the name the client gave it."""
+    """Stream the request's CSV into `target`; return the name the client gave it.
+
+    The whole body counts against the limit, not only the file (other form fields:
+    `MULTIPART_OVERHEAD` above it), and parsing and writing run on a worker thread, one
+    chunk at a time: a body of many tiny parts kept the event loop, and with it every
+    other request, busy for seconds.
+    """
     content_type, params = parse_options_header(request.headers.get("content-type"))
     if content_type == b"multipart/form-data":
         if b"boundary" not in params:
             raise HTTPException(422, "the multipart form has no boundary")
         upload = _MultipartCsv(params[b"boundary"], target, limit)
-        async for chunk in request.stream():
-            upload.feed(chunk)
-        return upload.finish()
+        received = 0
+        try:
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > limit + MULTIPART_OVERHEAD:
+                    raise _too_large(limit)
+                await run_in_threadpool(upload.feed, chunk)
+            return await run_in_threadpool(upload.finish)
+        finally:
+            upload.close()
     if content_type in (b"text/csv", b"application/csv", b"application/octet-stream"):
         written = 0
         with target.open("wb") as out:
@@ -260,7 +293,7 @@ async def _receive_csv(request: Request, target: Path, limit: int) -> str:
                 written += len(chunk)
                 if written > limit:
                     raise _too_large(limit)
-                out.write(chunk)
+                await run_in_threadpool(out.write, chunk)
         return "request body"
     raise HTTPException(
         status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
@@ -272,10 +305,15 @@ async def _receive_csv(request: Request, target: Path, limit: int) -> str:
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
 
 
+#: Parts of an upload form read at most: the file and a few fields, not a million parts.
+MAX_FORM_PARTS = 100
+
+
 class _MultipartCsv:
     """Writes the first file part of a multipart body to disk as it arrives."""
 
     def __init__(self, boundary: bytes, target: Path, limit: int) -> None:
+        self.parts = 0
         self.target = target
         self.limit = limit
         self.written = 0
@@ -286,44 +324,54 @@ class _MultipartCsv:
         self._header_field = b""
         self._header_value = b""
         self._headers: dict[bytes, bytes] = {}
-        self._parser = MultipartParser(
-            boundary,
-            callbacks={
-                "on_part_begin": self._part_begin,
-                "on_header_field": self._header_field_data,
-                "on_header_value": self._header_value_data,
-                "on_header_end": self._header_end,
-                "on_headers_finished": self._headers_finished,
-                "on_part_data": self._part_data,
-                "on_part_end": self._part_end,
-            },
-        )
+        try:
+            self._parser = MultipartParser(boundary, callbacks=self._callbacks())
+        except FormParserError as error:  # a boundary over 256 bytes
+            raise HTTPException(
+                422, f"the multipart form could not be read: {error}; use a shorter boundary"
+            ) from error
+
+    def _callbacks(self) -> dict:
+        return {
+            "on_part_begin": self._part_begin,
+            "on_header_field": self._header_field_data,
+            "on_header_value": self._header_value_data,
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._part_data,
+            "on_part_end": self._part_end,
+        }
 
     def feed(self, chunk: bytes) -> None:
         try:
             self._parser.write(chunk)
         except HTTPException:
-            self._close()
+            self.close()
             raise
         except Exception as error:  # python_multipart's parse errors
-            self._close()
+            self.close()
             raise HTTPException(422, f"the multipart form could not be read: {error}") from error
 
     def finish(self) -> str:
         self._parser.finalize()
-        self._close()
+        self.close()
         if self.filename is None:
             raise HTTPException(
                 422, "the form has no file: send the CSV as a file field (-F file=@contacts.csv)"
             )
         return self.filename
 
-    def _close(self) -> None:
+    def close(self) -> None:
         if self._out is not None:
             self._out.close()
             self._out = None
 
     def _part_begin(self) -> None:
+        self.parts += 1
+        if self.parts > MAX_FORM_PARTS:
+            raise HTTPException(
+                422, f"the form has more than {MAX_FORM_PARTS} parts: send the file alone"
+            )
         self._headers = {}
 
     def _header_field_data(self, data: bytes, start: int, end: int) -> None:
@@ -358,7 +406,7 @@ class _MultipartCsv:
         if self._in_file_part:
             self._in_file_part = False
             self._done_with_file = True
-            self._close()
+            self.close()
 
 
 __all__ = ["router"]

@@ -90,9 +90,28 @@ async def require_admin(
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this token is not the admin token")
 
 
+async def require_metrics_reader(
+    settings: Annotated[Settings, Depends(get_settings)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Open when METRICS_TOKEN is unset; otherwise that token."""
+    token = settings.metrics_token
+    if token is None:
+        return
+    if credentials is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "this endpoint needs 'Authorization: Bearer <METRICS_TOKEN>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not _token_matches(credentials.credentials, [token.get_secret_value()]):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this token is not the metrics token")
+
+
 Pool = Annotated[ConnectionPool, Depends(get_pool)]
 ReadPool = Annotated[AsyncConnectionPool, Depends(get_read_pool)]
 Reads = Annotated[ReadRouter, Depends(get_reads)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 Reader = Depends(require_reader)
 Admin = Depends(require_admin)
+MetricsReader = Depends(require_metrics_reader)

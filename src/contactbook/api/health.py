@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from contactbook import metrics
+from contactbook.api.deps import MetricsReader
 
 router = APIRouter(tags=["health"])
 
@@ -65,7 +66,7 @@ def _database_ok(request: Request) -> bool:
         return False
 
 
-@router.get("/metrics", include_in_schema=False)
+@router.get("/metrics", include_in_schema=False, dependencies=[MetricsReader])
 def prometheus_metrics() -> Response:
     """Prometheus metrics of this machine's API workers, Celery worker and beat."""
     body, content_type = metrics.metrics_response()
