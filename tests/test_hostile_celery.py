@@ -8,6 +8,7 @@ and PostgreSQL, and the session's `contactbook worker`.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -188,3 +189,45 @@ def test_a_search_past_its_statement_timeout_fails_once_with_a_clear_message(mak
     assert outcome.state == "FAILURE"
     assert isinstance(outcome.result, tasks.SearchTimedOut), repr(outcome.result)
     assert "statement_timeout" in str(outcome.result)
+
+
+# --------------------------------------------------------------------------- high 7
+
+
+def test_a_stored_search_result_is_compressed(celery_worker, db_url):
+    import_csv(db_url, SAMPLE_CSV)
+
+    task_id = tasks.submit(celery_worker, tasks.SEARCH_TASK, kind="search", text="a", limit=20)
+    shown = wait_until(
+        lambda: (
+            (answer := tasks.task_status(celery_worker, task_id))["status"] == "SUCCESS" and answer
+        ),
+        what="the search",
+    )
+    stored = celery_worker.backend.client.get(celery_worker.backend.get_key_for_task(task_id))
+    as_json = len(json.dumps(shown["result"]))
+
+    assert len(shown["result"]) == 20
+    assert len(stored) < as_json / 2, (len(stored), as_json)  # before: about as_json
+
+
+def test_a_result_over_the_byte_cap_fails_with_a_message_instead_of_filling_redis(
+    celery_worker, db_url, write_csv
+):
+    bio = "giant " + "word " * (60 * 1024 // 5)  # 60 KB each: 20 of them are over 1 MiB
+    rows = "".join(f"Big,Person{n},big{n}@example.com,{bio}\n" for n in range(20))
+    import_csv(db_url, write_csv("First Name,Last Name,Email,Description\n" + rows))
+
+    task_id = tasks.submit(celery_worker, tasks.SEARCH_TASK, kind="search", text="giant", limit=20)
+    shown = wait_until(
+        lambda: (
+            (answer := tasks.task_status(celery_worker, task_id))["status"]
+            in ("SUCCESS", "FAILURE")
+            and answer
+        ),
+        what="the search",
+    )
+
+    assert shown["status"] == "FAILURE", shown["status"]
+    assert "SearchResultTooLarge" in shown["error"]
+    assert "a smaller limit" in shown["error"]

@@ -61,7 +61,8 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(default=5.0, gt=0)
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
     max_header_bytes: int = Field(default=64 * 1024, ge=1024)
-    search_result_expires: int = Field(default=3600, ge=60)
+    # Ten minutes: clients poll within seconds, and every result is kept in Redis meanwhile.
+    search_result_expires: int = Field(default=600, ge=60)
     # v2 searches that may wait for a worker at once; one more is refused (503 with
     # Retry-After) until the workers catch up. 0: no bound.
     search_queue_limit: int = Field(default=50, ge=0)

@@ -19,7 +19,9 @@ Choices, and why:
   or sync is harmless (see above), so the timeout only bounds how long a task of a
   crashed worker waits to run again; it must exceed the longest task, or a task still
   running is delivered a second time.
-* **Results expire** after ``SEARCH_RESULT_EXPIRES`` seconds (default an hour), and the
+* **Results expire** after ``SEARCH_RESULT_EXPIRES`` seconds (default ten minutes: a
+  client polls within seconds), are stored zlib-compressed, and a search result holds at
+  most ``MAX_RESULT_BYTES`` of JSON (more fails the task with a message); the
   ids the API issued are remembered for exactly as long, in the result backend: Celery
   calls every unknown id PENDING, so ``/api/v2/search/status/{id}`` answers 404 for an
   id that was never issued or whose result has expired.
@@ -34,6 +36,7 @@ Choices, and why:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -75,6 +78,10 @@ KIND_SYNC = "sync"
 
 _ISSUED_KEY = "contactbook-issued-{task_id}"
 
+#: The most a v2 search result may hold, as JSON (before compression). A page of 20
+#: sample contacts is about 11 KB.
+MAX_RESULT_BYTES = 1024 * 1024
+
 #: Seconds a submit waits for a broker connection of the API's pool before it answers 503.
 BROKER_POOL_ACQUIRE_TIMEOUT = 5.0
 
@@ -96,6 +103,10 @@ class BrokerUnavailable(errors.BrokerUnavailable):
 
 class SearchTimedOut(RuntimeError):
     """A search ran into its statement timeout (never retried)."""
+
+
+class SearchResultTooLarge(RuntimeError):
+    """A search's contacts, as JSON, exceed MAX_RESULT_BYTES (never retried)."""
 
 
 class SearchQueueFull(errors.ServiceUnavailable):
@@ -214,6 +225,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "result_expires": settings.search_result_expires,
+        # JSON contacts shrink to under half (tests/test_hostile_celery.py): Redis holds
+        # twice as many results or more.
+        "result_compression": "zlib",
         "result_extended": False,
         "task_default_queue": QUEUE,
         "task_routes": {SEARCH_TASK: {"queue": SEARCH_QUEUE}},
@@ -374,6 +388,15 @@ def search_hits(
             "the search took longer than the database allows (statement_timeout): "
             "try fewer or more specific words"
         ) from error
+    size = len(json.dumps(page.contacts))
+    if size > MAX_RESULT_BYTES:
+        # Every v2 result is kept in Redis for SEARCH_RESULT_EXPIRES: a page of 100
+        # contacts with megabyte bios would be 100 MB there.
+        raise SearchResultTooLarge(
+            f"the {len(page.contacts)} contacts found come to {size // 1024} KiB, more than "
+            f"the {MAX_RESULT_BYTES // 1024} KiB a v2 result may hold: ask for fewer "
+            "(a smaller limit) or use GET /api/v1/search"
+        )
     return page.contacts
 
 
