@@ -25,7 +25,7 @@ from support import free_port
 
 from contactbook import tasks
 from contactbook.config import SAMPLE_CSV
-from contactbook.contacts.importer import import_csv
+from contactbook.contacts.importer import IMPORT_LOCK_KEY, import_csv
 
 pytest_plugins = ["celery_fixtures"]
 pytestmark = CELERY_WARNINGS
@@ -231,3 +231,60 @@ def test_a_result_over_the_byte_cap_fails_with_a_message_instead_of_filling_redi
     assert shown["status"] == "FAILURE", shown["status"]
     assert "SearchResultTooLarge" in shown["error"]
     assert "a smaller limit" in shown["error"]
+
+
+# --------------------------------------------------------------------------- low 10
+
+LOST_QUEUE = "contactbook-test-lost"
+
+
+def test_a_task_whose_worker_died_is_not_shown_as_running(
+    celery_worker, worker_settings, db_url, write_csv, tmp_path
+):
+    # Before: it stayed STARTED until the visibility timeout (an hour by default).
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DATABASE_URL", "REDIS_URL", "CELERY_", "CONTACTBOOK_"))
+    }
+    env.update(
+        DATABASE_URL=db_url,
+        REDIS_URL=worker_settings.redis_url,
+        CONTACTBOOK_HOME=str(worker_settings.contactbook_home),
+    )
+    path = write_csv(TWO_PEOPLE)
+    with psycopg.connect(db_url, autocommit=True) as holder:
+        # The import waits for this lock, so it is STARTED when its worker is killed.
+        holder.execute("SELECT pg_advisory_lock(%s)", (IMPORT_LOCK_KEY,))
+        with (tmp_path / "lost-worker.log").open("wb") as log:
+            doomed = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "contactbook.tasks:celery_app", "worker",
+                 "--pool", "threads", "--concurrency", "1", "--queues", LOST_QUEUE,
+                 "--hostname", "doomed@%h", "--without-gossip", "--without-mingle"],
+                env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        try:
+            task_id = celery_worker.send_task(
+                tasks.IMPORT_TASK, kwargs={"path": str(path)}, queue=LOST_QUEUE
+            ).id
+            wait_until(
+                lambda: tasks.task_status(celery_worker, task_id)["status"] == "STARTED",
+                timeout=60,
+                what="the import to start",
+            )
+        finally:
+            os.killpg(doomed.pid, signal.SIGKILL)
+            doomed.wait()
+        shown = wait_until(
+            lambda: (
+                (answer := tasks.task_status(celery_worker, task_id))["status"] != "STARTED"
+                and answer
+            ),
+            timeout=3 * tasks.HEARTBEAT_TTL,
+            what="the status to notice the dead worker",
+        )
+
+    assert shown["status"] == "PENDING"
+    assert "doomed@" in shown["error"] and "stopped before it finished" in shown["error"]
+    assert "BROKER_VISIBILITY_TIMEOUT" in shown["error"]
