@@ -582,6 +582,7 @@ def submit_search(app: ContactBookCelery, **kwargs: Any) -> str:
 
 def waiting_searches(app: Celery) -> int:
     """How many v2 searches wait in the broker for a worker (0 when it cannot tell)."""
+    failure: BaseException | None = None
     try:
         with app.connection_or_acquire() as conn:
             if conn.transport.driver_type != "redis":
@@ -590,9 +591,12 @@ def waiting_searches(app: Celery) -> int:
                 return conn.default_channel.queue_declare(SEARCH_QUEUE, passive=True).message_count
             except ChannelError:  # an empty queue is no key at all in Redis
                 return 0
+            except (*conn.connection_errors, *conn.channel_errors) as error:
+                failure = error
     except (KombuError, BrokerOperationalError, OSError) as error:
-        log.warning("could not count the waiting searches: %s", error)
-        raise BrokerUnavailable("the task queue is not reachable: try again in a moment") from error
+        failure = error
+    log.warning("could not count the waiting searches: %s", failure)
+    raise BrokerUnavailable("the task queue is not reachable: try again in a moment") from failure
 
 
 def issued_kind(app: Celery, task_id: str) -> str | None:
