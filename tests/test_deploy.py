@@ -758,3 +758,11 @@ def test_readme_describes_healthcheck_roles_highlight_and_restore_as_the_code_do
     assert f"`highlight`, an object `{{{keys}}}`" in text
     assert "`contactbook restore FILE [--yes]`" in text
     assert "./.contactbook" not in text
+
+
+def test_compose_redis_has_bounded_memory_that_evicts_only_expiring_keys(services: dict) -> None:
+    # Results and issued ids all expire; the queues never do, so they are never evicted.
+    command = contactbook_argv(services["redis"])
+
+    assert command[command.index("--maxmemory") + 1] == "${REDIS_MAXMEMORY:-256mb}"
+    assert command[command.index("--maxmemory-policy") + 1] == "volatile-ttl"

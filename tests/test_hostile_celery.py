@@ -8,6 +8,7 @@ and PostgreSQL, and the session's `contactbook worker`.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -24,7 +25,7 @@ from support import free_port
 
 from contactbook import errors, tasks
 from contactbook.config import SAMPLE_CSV
-from contactbook.contacts.importer import import_csv
+from contactbook.contacts.importer import IMPORT_LOCK_KEY, import_csv
 
 pytest_plugins = ["celery_fixtures"]
 pytestmark = CELERY_WARNINGS
@@ -188,3 +189,101 @@ def test_a_search_past_its_statement_timeout_fails_once_with_a_clear_message(mak
     assert outcome.state == "FAILURE"
     assert isinstance(outcome.result, errors.QueryTimedOut), repr(outcome.result)
     assert "DB_STATEMENT_TIMEOUT" in str(outcome.result)
+
+
+# --------------------------------------------------------------------------- high 7
+
+
+def test_a_stored_search_result_is_compressed(celery_worker, db_url):
+    import_csv(db_url, SAMPLE_CSV)
+
+    task_id = tasks.submit(celery_worker, tasks.SEARCH_TASK, kind="search", text="a", limit=20)
+    shown = wait_until(
+        lambda: (
+            (answer := tasks.lookup(celery_worker, task_id)[1])["status"] == "SUCCESS" and answer
+        ),
+        what="the search",
+    )
+    stored = celery_worker.backend.client.get(celery_worker.backend.get_key_for_task(task_id))
+    as_json = len(json.dumps(shown["result"]))
+
+    assert len(shown["result"]) == 20
+    assert len(stored) < as_json / 2, (len(stored), as_json)  # before: about as_json
+
+
+def test_a_result_over_the_byte_cap_fails_with_a_message_instead_of_filling_redis(
+    celery_worker, db_url, write_csv
+):
+    bio = "giant " + "word " * (60 * 1024 // 5)  # 60 KB each: 20 of them are over 1 MiB
+    rows = "".join(f"Big,Person{n},big{n}@example.com,{bio}\n" for n in range(20))
+    import_csv(db_url, write_csv("First Name,Last Name,Email,Description\n" + rows))
+
+    task_id = tasks.submit(celery_worker, tasks.SEARCH_TASK, kind="search", text="giant", limit=20)
+    shown = wait_until(
+        lambda: (
+            (answer := tasks.lookup(celery_worker, task_id)[1])["status"] in ("SUCCESS", "FAILURE")
+            and answer
+        ),
+        what="the search",
+    )
+
+    assert shown["status"] == "FAILURE", shown["status"]
+    assert "SearchResultTooLarge" in shown["error"]
+    assert "a smaller limit" in shown["error"]
+
+
+# --------------------------------------------------------------------------- low 10
+
+LOST_QUEUE = "contactbook-test-lost"
+
+
+def test_a_task_whose_worker_died_is_not_shown_as_running(
+    celery_worker, worker_settings, db_url, write_csv, tmp_path
+):
+    # Before: it stayed STARTED until the visibility timeout (an hour by default).
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DATABASE_URL", "REDIS_URL", "CELERY_", "CONTACTBOOK_"))
+    }
+    env.update(
+        DATABASE_URL=db_url,
+        REDIS_URL=worker_settings.redis_url,
+        CONTACTBOOK_HOME=str(worker_settings.contactbook_home),
+    )
+    path = write_csv(TWO_PEOPLE)
+    with psycopg.connect(db_url, autocommit=True) as holder:
+        # The import waits for this lock, so it is STARTED when its worker is killed.
+        holder.execute("SELECT pg_advisory_lock(%s)", (IMPORT_LOCK_KEY,))
+        with (tmp_path / "lost-worker.log").open("wb") as log:
+            doomed = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "contactbook.tasks:celery_app", "worker",
+                 "--pool", "threads", "--concurrency", "1", "--queues", LOST_QUEUE,
+                 "--hostname", "doomed@%h", "--without-gossip", "--without-mingle"],
+                env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        try:
+            task_id = celery_worker.send_task(
+                tasks.IMPORT_TASK, kwargs={"path": str(path)}, queue=LOST_QUEUE
+            ).id
+            wait_until(
+                lambda: tasks.lookup(celery_worker, task_id)[1]["status"] == "STARTED",
+                timeout=60,
+                what="the import to start",
+            )
+        finally:
+            os.killpg(doomed.pid, signal.SIGKILL)
+            doomed.wait()
+        shown = wait_until(
+            lambda: (
+                (answer := tasks.lookup(celery_worker, task_id)[1])["status"] != "STARTED"
+                and answer
+            ),
+            timeout=3 * tasks.HEARTBEAT_TTL,
+            what="the status to notice the dead worker",
+        )
+
+    assert shown["status"] == "PENDING"
+    assert "doomed@" in shown["error"] and "stopped before it finished" in shown["error"]
+    assert "BROKER_VISIBILITY_TIMEOUT" in shown["error"]

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import psycopg
 import pytest
 from support import dump_contacts
 
-from contactbook.contacts.importer import UnusableCsvError, import_csv
+from contactbook.contacts.importer import (
+    MAX_LISTED_IGNORED_COLUMNS,
+    UnusableCsvError,
+    import_csv,
+)
 
 HEADER = "First Name,Last Name,Email,Description\n"
 
@@ -259,3 +264,18 @@ def test_the_last_row_wins_whatever_the_table_holds(conn, db_url, write_csv, tab
         (2, "same person as line 4, which is imported")
     ]
     assert ("A", "One", "A@example.org", "second") in people(conn)
+
+
+def test_a_million_ignored_columns_are_counted_not_all_listed(conn, db_url, write_csv):
+    # Before: every name went into the summary, and so into a 5 MB task result.
+    columns = 1_000_000
+    path = write_csv("Email" + "," * columns + "\nann@example.org" + "," * columns + "\n")
+
+    summary = import_csv(db_url, path)
+    result = json.dumps(summary.as_dict())
+
+    assert summary.inserted == 1
+    assert summary.ignored_column_count == columns
+    assert len(summary.ignored_columns) == MAX_LISTED_IGNORED_COLUMNS
+    assert summary.ignored_columns[0] == "column 2 (no header)"
+    assert len(result) < 10_000

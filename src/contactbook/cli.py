@@ -386,7 +386,8 @@ def import_command(
     out.print(table)
     if summary.ignored_columns:
         ignored = summary.ignored_columns
-        more = f" … and {len(ignored) - 10} more" if len(ignored) > 10 else ""
+        unlisted = summary.ignored_column_count - min(len(ignored), 10)
+        more = f" … and {unlisted} more" if unlisted > 0 else ""
         out.print(f"ignored columns: {', '.join(ignored[:10])}{more}", highlight=False)
     shown = summary.skipped[:20]
     for row in shown:

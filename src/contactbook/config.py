@@ -74,7 +74,8 @@ class Settings(BaseSettings):
     http_head_timeout: float = Field(default=15.0, gt=0, le=3600)
     # Open connections per API process; a connection beyond them gets 503 and is closed.
     http_max_connections: int = Field(default=1000, ge=1)
-    search_result_expires: int = Field(default=3600, ge=60)
+    # Ten minutes: clients poll within seconds, and every result is kept in Redis meanwhile.
+    search_result_expires: int = Field(default=600, ge=60)
     # v2 searches that may wait for a worker at once; one more is refused (503 with
     # Retry-After) until the workers catch up. 0: no bound.
     search_queue_limit: int = Field(default=50, ge=0)

@@ -3,7 +3,7 @@ submit work and read its outcome.
 
 One app per process, built from settings by :func:`create_celery_app`. The worker and
 beat commands build it from the environment (the module attribute ``celery_app``, which
-``celery -A contactbook.tasks`` also finds); the API builds its own from the settings it
+``celery -A contactbook.tasks:celery_app`` names); the API builds its own from the settings it
 was given, so nothing here reads the environment at import time.
 
 Choices, and why:
@@ -19,7 +19,9 @@ Choices, and why:
   or sync is harmless (see above), so the timeout only bounds how long a task of a
   crashed worker waits to run again; it must exceed the longest task, or a task still
   running is delivered a second time.
-* **Results expire** after ``SEARCH_RESULT_EXPIRES`` seconds (default an hour), and the
+* **Results expire** after ``SEARCH_RESULT_EXPIRES`` seconds (default ten minutes: a
+  client polls within seconds), are stored zlib-compressed, and a search result holds at
+  most ``MAX_RESULT_BYTES`` of JSON (more fails the task with a message); the
   ids the API issued are remembered for exactly as long, in the result backend: Celery
   calls every unknown id PENDING, so ``/api/v2/search/status/{id}`` answers 404 for an
   id that was never issued or whose result has expired.
@@ -34,6 +36,7 @@ Choices, and why:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -44,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from celery import Celery, states
+from celery import Celery, bootsteps, states
 from celery.backends.base import BaseKeyValueStoreBackend
 from celery.schedules import crontab
 from kombu.exceptions import ChannelError, KombuError
@@ -76,6 +79,16 @@ KIND_IMPORT = "import"
 KIND_SYNC = "sync"
 
 _ISSUED_KEY = "contactbook-issued-{task_id}"
+#: Exists while the worker process `instance` runs (WorkerHeartbeat renews it).
+_ALIVE_KEY = "contactbook-worker-alive-{instance}"
+#: A worker renews its key this often; the key lives HEARTBEAT_TTL seconds, so a task
+#: whose worker died is reported so within about that long.
+HEARTBEAT_INTERVAL = 5.0
+HEARTBEAT_TTL = 20
+
+#: The most a v2 search result may hold, as JSON (before compression). A page of 20
+#: sample contacts is about 11 KB.
+MAX_RESULT_BYTES = 1024 * 1024
 
 #: Seconds a submit waits for a broker connection of the API's pool before it answers 503.
 BROKER_POOL_ACQUIRE_TIMEOUT = 5.0
@@ -94,6 +107,10 @@ class UploadMissing(RuntimeError):
 
 class BrokerUnavailable(errors.BrokerUnavailable):
     """The broker (or result backend) cannot be reached, or none is configured."""
+
+
+class SearchResultTooLarge(RuntimeError):
+    """A search's contacts, as JSON, exceed MAX_RESULT_BYTES (never retried)."""
 
 
 class SearchQueueFull(errors.ServiceUnavailable):
@@ -219,6 +236,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "result_expires": settings.search_result_expires,
+        # JSON contacts shrink to under half (tests/test_hostile_celery.py): Redis holds
+        # twice as many results or more.
+        "result_compression": "zlib",
         "result_extended": False,
         "task_default_queue": QUEUE,
         "task_routes": {SEARCH_TASK: {"queue": SEARCH_QUEUE}},
@@ -277,6 +297,7 @@ def create_celery_app(settings: Settings, *, submit_only: bool = False) -> Conta
     _register_tasks(app)
     install_celery_logging(app)
     install_celery_metrics(app)
+    app.steps["worker"].add(WorkerHeartbeat)
     return app
 
 
@@ -288,6 +309,61 @@ def __getattr__(name: str) -> Any:
         celery_app = create_celery_app(get_settings())
         return celery_app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class WorkerHeartbeat(bootsteps.StartStopStep):
+    """While a worker runs, a key in the result backend says so, renewed every few seconds.
+
+    Each worker process start is an instance of its own (a restarted worker keeps its
+    hostname, so a hostname would not tell the dead from the living). Imports and syncs
+    record the instance that runs them with STARTED; once its key has expired, the status
+    endpoints stop claiming the task runs (`lookup`).
+    """
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        # Made before the pool starts, so prefork children inherit it.
+        self.app = parent.app
+        self.app.worker_instance = uuid.uuid4().hex
+        self.key = _ALIVE_KEY.format(instance=self.app.worker_instance)
+        self.hostname = parent.hostname
+        self._stopping = threading.Event()
+        self._failing = False
+
+    def start(self, parent: Any) -> None:
+        self._renew()  # before the first task
+        threading.Thread(target=self._run, name="contactbook-heartbeat", daemon=True).start()
+
+    def stop(self, parent: Any) -> None:
+        self._stopping.set()  # the key expires on its own: tasks may still be finishing
+
+    def _run(self) -> None:
+        while not self._stopping.wait(HEARTBEAT_INTERVAL):
+            self._renew()
+
+    def _renew(self) -> None:
+        try:
+            self.app.backend.set(self.key, self.hostname, expires=HEARTBEAT_TTL)
+        except Exception as error:  # Redis away for a moment: the next beat tries again
+            if not self._failing:
+                log.warning("could not renew this worker's heartbeat: %s", error)
+            self._failing = True
+        else:
+            self._failing = False
+
+
+def mark_started(task: Any) -> None:
+    """Record STARTED with the worker instance running the task (see WorkerHeartbeat)."""
+    if task.request.is_eager:
+        return
+    task.update_state(
+        state=states.STARTED,
+        meta={
+            "pid": os.getpid(),
+            "hostname": task.request.hostname,
+            "worker_instance": getattr(task.app, "worker_instance", None),
+        },
+    )
 
 
 # --------------------------------------------------------------------------- the tasks
@@ -335,10 +411,20 @@ def _register_tasks(app: ContactBookCelery) -> None:
         except psycopg.errors.QueryCanceled as error:
             # Not retried (it would cost the same again): the task fails with the reason.
             raise errors.QueryTimedOut.after(self.app.settings.db_statement_timeout) from error
+        size = len(json.dumps(hits))
+        if size > MAX_RESULT_BYTES:
+            # Every v2 result is kept in Redis for SEARCH_RESULT_EXPIRES: a page of 100
+            # contacts with megabyte bios would be 100 MB there.
+            raise SearchResultTooLarge(
+                f"the {len(hits)} contacts found come to {size // 1024} KiB, more than "
+                f"the {MAX_RESULT_BYTES // 1024} KiB a v2 result may hold: ask for fewer "
+                "(a smaller limit) or use GET /api/v1/search"
+            )
         record_search(len(hits), source="v2")
         return hits
 
-    @app.task(name=IMPORT_TASK, bind=True, shared=False, **retrying)
+    # track_started=False: mark_started records STARTED with the worker instance instead.
+    @app.task(name=IMPORT_TASK, bind=True, shared=False, track_started=False, **retrying)
     def import_csv_file(
         self,
         path: str,
@@ -347,6 +433,7 @@ def _register_tasks(app: ContactBookCelery) -> None:
         remove_after: bool = False,
     ) -> dict:
         """Import a CSV file: the start-up import (only_if_empty) or an upload (remove_after)."""
+        mark_started(self)
         return import_file(
             self.app.settings,
             Path(path),
@@ -355,11 +442,12 @@ def _register_tasks(app: ContactBookCelery) -> None:
             remove_after=remove_after,
         )
 
-    @app.task(name=SYNC_TASK, bind=True, shared=False)
+    @app.task(name=SYNC_TASK, bind=True, shared=False, track_started=False)
     def sync_contacts(
         self, full: bool = False, dry_run: bool = False, allow_removals: bool = False
     ) -> dict:
         """Sync from Nimble; skipped (not failed) without a key or while another sync runs."""
+        mark_started(self)
         return run_sync_task(
             self.app.settings, full=full, dry_run=dry_run, allow_removals=allow_removals
         )
@@ -500,6 +588,7 @@ def submit_search(app: ContactBookCelery, **kwargs: Any) -> str:
 
 def waiting_searches(app: Celery) -> int:
     """How many v2 searches wait in the broker for a worker (0 when it cannot tell)."""
+    failure: BaseException | None = None
     try:
         with app.connection_or_acquire() as conn:
             if conn.transport.driver_type != "redis":
@@ -508,9 +597,12 @@ def waiting_searches(app: Celery) -> int:
                 return conn.default_channel.queue_declare(SEARCH_QUEUE, passive=True).message_count
             except ChannelError:  # an empty queue is no key at all in Redis
                 return 0
+            except (*conn.connection_errors, *conn.channel_errors) as error:
+                failure = error
     except (KombuError, BrokerOperationalError, OSError) as error:
-        log.warning("could not count the waiting searches: %s", error)
-        raise BrokerUnavailable("the task queue is not reachable: try again in a moment") from error
+        failure = error
+    log.warning("could not count the waiting searches: %s", failure)
+    raise BrokerUnavailable("the task queue is not reachable: try again in a moment") from failure
 
 
 def issued_kind(app: Celery, task_id: str) -> str | None:
@@ -535,7 +627,36 @@ def lookup(app: Celery, task_id: str) -> tuple[str | None, dict]:
         kind = kind.decode()
     if meta is None:
         meta = {"status": states.PENDING, "result": None}
+    if meta["status"] == states.STARTED and _runner_is_gone(app, meta.get("result")):
+        return kind, _lost(task_id, meta["result"], app)
     return kind, _shown_status(task_id, meta["status"], meta.get("result"))
+
+
+def _runner_is_gone(app: Celery, started: object) -> bool:
+    """Whether the worker instance that recorded STARTED has stopped renewing its key."""
+    instance = started.get("worker_instance") if isinstance(started, dict) else None
+    if not instance:
+        return False  # recorded by an older version: nothing to tell by
+    try:
+        return app.backend.get(_ALIVE_KEY.format(instance=instance)) is None
+    except (OSError, *_backend_errors(app)) as error:
+        raise BrokerUnavailable("the result store is not reachable: try again") from error
+
+
+def _lost(task_id: str, started: dict, app: Celery) -> dict:
+    """A task whose worker died while running it: waiting to be delivered again (acks_late
+    keeps its message; Redis hands it out after the visibility timeout)."""
+    timeout = app.conf.broker_transport_options.get("visibility_timeout")
+    return {
+        "task_id": task_id,
+        "status": "PENDING",
+        "result": None,
+        "error": (
+            f"the worker that was running this task ({started.get('hostname')}) stopped "
+            f"before it finished; the broker hands the task to a worker again within "
+            f"{timeout} s of its start (BROKER_VISIBILITY_TIMEOUT), or submit it again"
+        ),
+    }
 
 
 #: What the API shows for Celery's states (the contract names four).

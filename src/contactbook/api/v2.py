@@ -4,7 +4,7 @@ Submit with `GET` or `POST /api/v2/search?text=` (202 and a task id), then poll
 `GET /api/v2/search/status/{task_id}` until `SUCCESS`: its `result` is exactly the list
 v1 answers for the same text, limit, offset, tags and company. Bad input is refused with
 422 at once, never turned into a failed task. Ids are remembered for as long as results are kept
-(SEARCH_RESULT_EXPIRES, an hour by default); after that, or for an id this service
+(SEARCH_RESULT_EXPIRES, ten minutes by default); after that, or for an id this service
 never issued, the status is 404.
 """
 

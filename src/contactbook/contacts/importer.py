@@ -204,6 +204,9 @@ TABLE_IS_EMPTY = "SELECT NOT EXISTS (SELECT 1 FROM contacts) AS empty"
 #: count goes on. A file with a stray comma on every one of a million rows would
 #: otherwise put a million messages into one row of import_runs.
 MAX_RECORDED_PROBLEMS = 1000
+#: Ignored column names listed (in the summary and the task result); the count goes on. A
+#: 2 MB file with a million columns made a 5 MB task result of their names.
+MAX_LISTED_IGNORED_COLUMNS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +232,8 @@ class ImportSummary:
     unchanged: int = 0
     skipped: list[SkippedRow] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
+    #: Every ignored column, listed or not (``ignored_columns`` holds the first 100).
+    ignored_column_count: int = 0
     run_id: int | None = None
     performed: bool = True
     #: About how many contacts the table had before a merge (the planner's count).
@@ -254,6 +259,7 @@ class ImportSummary:
             "unchanged": self.unchanged,
             "skipped": [{"line": s.line, "reason": s.reason} for s in self.skipped],
             "ignored_columns": self.ignored_columns,
+            "ignored_column_count": self.ignored_column_count,
             "run_id": self.run_id,
             "performed": self.performed,
             "problems": self.problems_as_json(),
@@ -277,7 +283,8 @@ def import_csv(
     source = source or str(path)
     summary = ImportSummary(source=source)
     with ContactsCsv.open(path) as csv_file:
-        summary.ignored_columns = list(csv_file.ignored_columns)
+        summary.ignored_columns = csv_file.ignored_columns[:MAX_LISTED_IGNORED_COLUMNS]
+        summary.ignored_column_count = len(csv_file.ignored_columns)
         with psycopg.connect(database_url) as conn:
             run_id = _start_run(database_url, source, conn.info.backend_pid)
             summary.run_id = run_id
