@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -349,3 +350,67 @@ def test_serve_on_a_terminal_prints_a_summary_then_readable_lines(cli_env, tmp_p
     assert not [line for line in shown.splitlines() if line.lstrip().startswith("{")], shown
     assert second.returncode == 1
     assert f"(pid {serve.pid}) is already running" in second.stderr
+
+
+# --------------------------------------------------------------------------- issue 12
+
+
+def test_serve_restarts_a_killed_worker_and_v2_searches_work_again(cli_env, tmp_path):
+    home = tmp_path / "home"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    output = tmp_path / "serve.out"
+    with output.open("wb") as out:
+        serve = subprocess.Popen(
+            [CONTACTBOOK, "serve", "--port", str(port)],
+            env=serve_env(cli_env, home), cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def started(name: str) -> list[int]:
+        found = re.findall(rf"started {name} \(pid (\d+)\)", output.read_text())
+        return [int(pid) for pid in found]
+
+    def v2_search() -> object:
+        task_id = httpx.post(f"{base}/api/v2/search", params={"text": "Tom Brooks"}).json()[
+            "task_id"
+        ]
+        return wait_until(
+            lambda: (
+                (body := get_json(f"{base}/api/v2/search/status/{task_id}"))
+                and body["status"] == "SUCCESS"
+                and body["result"]
+            ),
+            timeout=60,
+            what="the v2 search",
+        )
+
+    try:
+        wait_until(lambda: get_json(f"{base}/api/v1/search?text=Tom%20Brooks"), timeout=120,
+                   what="serve and its start-up import")  # fmt: skip
+        before = v2_search()
+        (worker,) = started("worker")
+        api, beat = started("api"), started("beat")
+
+        os.kill(worker, signal.SIGKILL)
+
+        wait_until(lambda: len(started("worker")) == 2, timeout=60, what="a new worker")
+        assert v2_search() == before
+        ready = wait_until(
+            lambda: (body := get_json(f"{base}/readyz")) and body["checks"]["worker"] and body,
+            timeout=60,
+            what="/readyz to see the new worker",
+        )
+        assert ready["status"] == "ready"
+        assert (started("api"), started("beat")) == (api, beat)  # nothing else restarted
+        assert serve.poll() is None
+        logged = output.read_text()
+        assert f"worker (pid {worker}) was killed by SIGKILL; restarting it in 1 s" in logged
+        assert "Traceback" not in logged
+
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=60) == 0
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
+    assert not alive(started("worker")[-1])

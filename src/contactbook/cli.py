@@ -15,10 +15,7 @@ import contextlib
 import json
 import logging
 import os
-import signal
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from enum import StrEnum
@@ -128,7 +125,9 @@ def serve(
     """Run everything on this machine: database, broker, migrations, API, worker and beat.
 
     The first start imports the sample contacts (or CONTACTBOOK_CSV) when the database
-    is empty. Ctrl-C or SIGTERM stops every child cleanly.
+    is empty. Ctrl-C or SIGTERM stops every child cleanly. A child that dies is started
+    again (after 1 s, doubling to 30 s); one that dies 5 times within a minute stops
+    everything, with exit code 1.
 
     On a terminal it prints where everything is (URL, data folder, logs) and readable log
     lines; otherwise JSON lines (LOG_FORMAT chooses). A taken port, or another `serve` on
@@ -138,6 +137,7 @@ def serve(
     """
     from contactbook import db
     from contactbook.config import export_service_urls, get_settings
+    from contactbook.supervisor import Supervisor
 
     settings = get_settings()
     terminal = _observe(settings, "serve", clear_metrics=True)
@@ -161,7 +161,10 @@ def serve(
                        "--concurrency", "4"],
             "beat": [sys.executable, "-m", "contactbook", "beat"],
         }  # fmt: skip
-        _supervise(children, logs, banner=f"http://{host}:{port}")
+        supervisor = Supervisor(children, logs)
+        code = supervisor.run(banner=f"http://{host}:{port}")
+    if supervisor.failure is not None:
+        raise _fail(supervisor.failure, code)
 
 
 @app.command()
@@ -860,50 +863,3 @@ def _services(
         if urls.embedded_database is None and role in (None, "serve"):
             db.check_connection(urls.database_url)
         yield urls
-
-
-def _supervise(children: dict[str, list[str]], logs: Path, *, banner: str) -> None:
-    """Run child processes until one dies or we are told to stop; then stop them all."""
-    stopping = threading.Event()
-
-    def request_stop(signum, frame) -> None:
-        stopping.set()
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    processes: dict[str, subprocess.Popen] = {}
-    try:
-        for name, command in children.items():
-            log_path = logs / f"{name}.log"
-            log_file = log_path.open("ab")
-            processes[name] = subprocess.Popen(
-                command,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                env=os.environ.copy(),
-                start_new_session=True,  # our Ctrl-C is relayed as SIGTERM, once
-            )
-            log_file.close()
-            log.info("started %s (pid %d), logging to %s", name, processes[name].pid, log_path)
-        log.info("Contact Book is running on %s (Ctrl-C to stop)", banner)
-        while not stopping.is_set():
-            for name, process in processes.items():
-                if process.poll() is not None:
-                    log.error("%s exited with code %d", name, process.returncode)
-                    stopping.set()
-            stopping.wait(0.5)
-    finally:
-        log.info("stopping")
-        for process in processes.values():
-            if process.poll() is None:
-                process.terminate()
-        deadline = time.monotonic() + 20
-        for name, process in processes.items():
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log.warning("%s did not stop in time; killing it", name)
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        log.info("stopped")
