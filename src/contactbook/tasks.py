@@ -91,6 +91,8 @@ class ContactBookCelery(Celery):
     """A Celery app that carries the settings it was built from, for its tasks."""
 
     settings: Settings
+    #: Connects through contactbook.broker: a worker survives Redis dying mid-task.
+    amqp_cls = "contactbook.broker:ContactBookAMQP"
 
     def __init__(self, settings: Settings, *, submit_only: bool = False, **kwargs: Any) -> None:
         super().__init__("contactbook", set_as_current=False, **kwargs)
