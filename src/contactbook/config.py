@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=64 * 1024, ge=1024)
     search_result_expires: int = Field(default=3600, ge=60)
     broker_visibility_timeout: int = Field(default=3600, ge=1)
+    # An accepted upload no worker has taken this many seconds after it was queued is
+    # sent again (contacts/uploads.py): its task may have been lost.
+    upload_resend_after: int = Field(default=600, ge=1)
 
     @field_validator("nimble_api_key", "contactbook_admin_token", "contactbook_api_tokens")
     @classmethod
