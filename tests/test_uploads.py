@@ -197,3 +197,33 @@ def test_a_second_delivery_of_an_imported_upload_changes_nothing(
     assert upload_runs(db_url) == [run]  # not claimed again, not rewritten
     # It stored no result of its own: the task still shows the first delivery's.
     assert wait_for_task(f"{api}/api/v1/tasks/{task_id}", headers=admin_headers()) == first
+
+
+def test_an_upload_that_keeps_failing_or_lost_its_file_is_given_up_not_sent_forever(
+    db_url: str, tmp_path: Path
+) -> None:
+    from contactbook.contacts.uploads import MAX_ATTEMPTS
+
+    settings = Settings(_env_file=None, database_url=db_url, contactbook_home=tmp_path,
+                        redis_url="redis://127.0.0.1:1/0")  # fmt: skip
+    folder = uploads_dir(settings)
+    folder.mkdir(parents=True)
+    tried = folder / "tried.csv"
+    tried.write_text(PEOPLE)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        runs.queue_upload(conn, source="tried", path=str(tried), task_id="t-tried")
+        runs.queue_upload(conn, source="gone", path=str(folder / "gone.csv"), task_id="t-gone")
+        conn.execute(
+            "UPDATE import_runs SET sent_at = now() - interval '1 hour',"
+            " attempts = CASE source WHEN 'tried' THEN %s ELSE 0 END",
+            (MAX_ATTEMPTS,),
+        )
+
+    done = sweep_uploads(create_celery_app(settings), settings)  # no broker needed
+
+    assert (done["given_up"], done["resent"], done["removed"]) == (2, 0, 2)
+    with psycopg.connect(db_url) as conn:
+        ended = dict(conn.execute("SELECT source, error FROM import_runs WHERE status = 'failed'"))
+    assert ended["tried"] == f"gave up after {MAX_ATTEMPTS} attempts; upload the file again"
+    assert ended["gone"] == "the uploaded file is gone from uploads/; upload it again"
+    assert list(folder.iterdir()) == []
