@@ -148,7 +148,7 @@ def test_0007_downgrades_and_upgrades_again(old_database):
         assert repository.count_live_contacts(conn) == 3
 
 
-def test_0011_queued_uploads_downgrade_and_upgrade_again(old_database):
+def test_0012_queued_uploads_downgrade_and_upgrade_again(old_database):
     db.upgrade(old_database)
     with db.connect(old_database, autocommit=True) as conn:
         conn.execute(
@@ -157,7 +157,7 @@ def test_0011_queued_uploads_downgrade_and_upgrade_again(old_database):
         )
     config = db.alembic_config(old_database)
 
-    command.downgrade(config, "0010")
+    command.downgrade(config, "0011")
 
     with db.connect(old_database, autocommit=True) as conn:
         statuses = [row["status"] for row in conn.execute("SELECT status FROM import_runs")]

@@ -1,7 +1,7 @@
 """An accepted upload is an import run from the moment it is accepted: `queued`.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 
 The upload endpoint used to send the import task and leave the rest to the broker. A
 worker that died between Redis's BRPOP and kombu recording the message as unacked lost
@@ -14,8 +14,8 @@ claims the same row again). `upload_path` is cleared once the file is removed.
 
 from alembic import op
 
-revision = "0011"
-down_revision = "0010"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
