@@ -146,3 +146,31 @@ def test_0007_downgrades_and_upgrades_again(old_database):
     db.upgrade(old_database)
     with db.connect(old_database, autocommit=True) as conn:
         assert repository.count_live_contacts(conn) == 3
+
+
+def test_0012_queued_uploads_downgrade_and_upgrade_again(old_database):
+    db.upgrade(old_database)
+    with db.connect(old_database, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO import_runs (source, status, task_id, upload_path)"
+            " VALUES ('upload of a.csv (x.csv)', 'queued', 't-1', '/tmp/x.csv')"
+        )
+    config = db.alembic_config(old_database)
+
+    command.downgrade(config, "0011")
+
+    with db.connect(old_database, autocommit=True) as conn:
+        statuses = [row["status"] for row in conn.execute("SELECT status FROM import_runs")]
+        assert sorted(statuses) == ["failed", "succeeded"]  # the queued upload ended
+        columns = {
+            row["column_name"]
+            for row in conn.execute(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_name = 'import_runs'"
+            )
+        }
+        assert "task_id" not in columns and "upload_path" not in columns
+    db.upgrade(old_database)
+    with db.connect(old_database, autocommit=True) as conn:
+        conn.execute("INSERT INTO import_runs (source, status) VALUES ('b', 'queued')")
+        assert conn.execute("SELECT count(*) AS n FROM import_runs").fetchone()["n"] == 3

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # Retry-After) until the workers catch up. 0: no bound.
     search_queue_limit: int = Field(default=50, ge=0)
     broker_visibility_timeout: int = Field(default=3600, ge=1)
+    # An accepted upload no worker has taken this many seconds after it was queued is
+    # sent again (contacts/uploads.py): its task may have been lost.
+    upload_resend_after: int = Field(default=600, ge=1)
 
     @field_validator(
         "nimble_api_key", "contactbook_admin_token", "contactbook_api_tokens", "metrics_token"

@@ -49,6 +49,7 @@ from typing import Any
 import psycopg
 from celery import Celery, bootsteps, states
 from celery.backends.base import BaseKeyValueStoreBackend
+from celery.exceptions import Ignore
 from celery.schedules import crontab
 from kombu.exceptions import ChannelError, KombuError
 from kombu.exceptions import OperationalError as BrokerOperationalError
@@ -56,6 +57,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from contactbook import db, errors
 from contactbook.config import Settings, get_settings
+from contactbook.contacts.uploads import uploads_dir
 from contactbook.db.replica import ReadRouter, create_read_router
 from contactbook.logging import install_celery_logging
 from contactbook.metrics import install_celery_metrics, record_search
@@ -65,7 +67,9 @@ log = logging.getLogger(__name__)
 SEARCH_TASK = "contactbook.search"
 IMPORT_TASK = "contactbook.import_csv_file"
 SYNC_TASK = "contactbook.sync_contacts"
+SWEEP_UPLOADS_TASK = "contactbook.sweep_uploads"
 SYNC_SCHEDULE_ENTRY = "sync-contacts"
+SWEEP_UPLOADS_ENTRY = "sweep-uploads"
 #: Imports and syncs (and anything not routed elsewhere): the queue of earlier versions.
 QUEUE = "contactbook"
 #: v2 searches, apart, so that a flood of them cannot hold up an upload or the sync.
@@ -271,7 +275,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": SYNC_TASK,
                 "schedule": parse_sync_schedule(settings.sync_schedule),
                 "kwargs": {"full": False},
-            }
+            },
+            # Uploads no worker took are sent again, ended uploads' files removed.
+            SWEEP_UPLOADS_ENTRY: {"task": SWEEP_UPLOADS_TASK, "schedule": 60.0},
         },
     }
 
@@ -431,8 +437,10 @@ def _register_tasks(app: ContactBookCelery) -> None:
         source: str | None = None,
         only_if_empty: bool = False,
         remove_after: bool = False,
+        run_id: int | None = None,
     ) -> dict:
-        """Import a CSV file: the start-up import (only_if_empty) or an upload (remove_after)."""
+        """Import a CSV file: the start-up import (only_if_empty) or an upload (remove_after,
+        with its queued run: contacts/uploads.py)."""
         mark_started(self)
         return import_file(
             self.app.settings,
@@ -440,7 +448,15 @@ def _register_tasks(app: ContactBookCelery) -> None:
             source=source,
             only_if_empty=only_if_empty,
             remove_after=remove_after,
+            run_id=run_id,
         )
+
+    @app.task(name=SWEEP_UPLOADS_TASK, bind=True, shared=False, ignore_result=True)
+    def sweep_uploads(self) -> dict:
+        """Send again the uploads no worker took; remove the files of ended uploads."""
+        from contactbook.contacts.uploads import sweep_uploads
+
+        return sweep_uploads(self.app, self.app.settings)
 
     @app.task(name=SYNC_TASK, bind=True, shared=False, track_started=False)
     def sync_contacts(
@@ -470,11 +486,6 @@ def search_hits(
     return page.contacts
 
 
-def uploads_dir(settings: Settings) -> Path:
-    """Where the API keeps uploaded CSV files until a worker has imported them."""
-    return settings.contactbook_home.expanduser().resolve() / "uploads"
-
-
 def import_file(
     settings: Settings,
     path: Path,
@@ -482,48 +493,68 @@ def import_file(
     source: str | None,
     only_if_empty: bool,
     remove_after: bool,
+    run_id: int | None = None,
 ) -> dict:
-    """Run the one import pipeline; remove an upload once it is imported (or unusable)."""
-    from contactbook.contacts.importer import UnusableCsvError, import_csv
+    """Run the one import pipeline; remove an upload once it is imported (or unusable).
+
+    An upload's task carries its queued run (`run_id`): a delivery that finds the run
+    taken or ended (a second delivery: acks_late, or a re-send) stores no result.
+    """
+    from contactbook.contacts import runs
+    from contactbook.contacts.importer import RunNotQueued, UnusableCsvError, import_csv
 
     is_upload = remove_after and path.resolve().parent == uploads_dir(settings)
     if is_upload and not path.exists():
-        if _already_imported(settings.database_url, source or str(path)):
-            # Delivered twice (acks_late): the first delivery imported and removed it.
-            log.info("upload %s is gone: already imported", path.name)
-            return {
-                "source": source or str(path),
-                "performed": False,
-                "reason": "already imported",
-            }
-        raise UploadMissing(
-            f"the uploaded file {path.name} is not on this worker: the API and the workers "
-            f"must share CONTACTBOOK_HOME ({uploads_dir(settings)}); nothing was imported"
-        )
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            if run_id is not None and runs.status(conn, run_id) != "queued":
+                log.info("upload %s is gone: another delivery imported it", path.name)
+                raise Ignore()
+            if run_id is None and runs.already_imported(conn, source or str(path)):
+                # Delivered twice (acks_late): the first delivery imported and removed it.
+                log.info("upload %s is gone: already imported", path.name)
+                return {
+                    "source": source or str(path),
+                    "performed": False,
+                    "reason": "already imported",
+                }
+            missing = UploadMissing(
+                f"the uploaded file {path.name} is not on this worker: the API and the "
+                f"workers must share CONTACTBOOK_HOME ({uploads_dir(settings)}); nothing "
+                "was imported"
+            )
+            if run_id is not None:
+                runs.give_up(conn, run_id, str(missing))
+        raise missing
     try:
         summary = import_csv(
-            settings.database_url, path, source=source, only_if_empty=only_if_empty
+            settings.database_url, path, source=source, only_if_empty=only_if_empty, run_id=run_id
         )
+    except RunNotQueued as taken:
+        log.info("upload %s: %s (another delivery took it)", path.name, taken)
+        raise Ignore() from taken
     except UnusableCsvError:
         if is_upload:
             path.unlink(missing_ok=True)  # retrying cannot make it usable
+        raise
+    except TRANSIENT_ERRORS:
+        if run_id is not None:
+            _requeue_upload(settings.database_url, run_id)  # the retry claims it again
         raise
     if is_upload:
         path.unlink(missing_ok=True)
     return summary.as_dict()
 
 
-#: An upload is recorded under a source naming its unique stored file.
-SUCCEEDED_IMPORT = """
-SELECT EXISTS (
-    SELECT 1 FROM import_runs WHERE source = %(source)s AND status = 'succeeded'
-) AS done
-"""
+def _requeue_upload(database_url: str, run_id: int) -> None:
+    from contactbook.contacts import runs
 
-
-def _already_imported(database_url: str, source: str) -> bool:
-    with psycopg.connect(database_url) as conn:
-        return conn.execute(SUCCEEDED_IMPORT, {"source": source}).fetchone()[0]
+    try:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            runs.requeue_upload(conn, run_id)
+    except psycopg.OperationalError:
+        # Still unreachable: the run stays `running` for a session that is gone, and the
+        # next import or upload sweep puts it back in the queue.
+        log.warning("import run %d could not be queued again yet", run_id)
 
 
 def run_sync_task(
@@ -549,13 +580,16 @@ def run_sync_task(
 # --------------------------------------------------------------------------- for the API
 
 
-def submit(app: Celery, task_name: str, *, kind: str, **kwargs: Any) -> str:
+def submit(
+    app: Celery, task_name: str, *, kind: str, task_id: str | None = None, **kwargs: Any
+) -> str:
     """Queue a task and remember its id (as `kind`) for as long as its result is kept.
+    `task_id`: an id chosen beforehand (an upload's, recorded with its run).
 
     Raises BrokerUnavailable, with a message for the API client, when the broker or the
     result backend cannot be reached.
     """
-    task_id = str(uuid.uuid4())
+    task_id = task_id or str(uuid.uuid4())
     backend = _status_store(app)
     try:
         # Remember first: a worker may finish before send_task returns.

@@ -8,9 +8,11 @@ Uploads are streamed to `CONTACTBOOK_HOME/uploads/<random>.csv` as they arrive a
 refused with 413 as soon as they pass `MAX_UPLOAD_BYTES` (the whole body counts; at once
 when Content-Length already says so), so a large upload never sits in memory; a form is
 parsed on a worker thread, at most 100 parts of it. A client that leaves mid-upload is
-logged at INFO and counted as 499, not as a server error. The worker imports the file
-and removes it; the API and the workers must therefore share CONTACTBOOK_HOME's disk
-(they do under `contactbook serve`; with containers, mount one volume in both).
+logged at INFO and counted as 499, not as a server error. An accepted upload is recorded
+in `import_runs` as queued before its task is sent (contacts/uploads.py: sent again when
+no worker takes it, its file removed once it ends). The worker imports the file and
+removes it; the API and the workers must therefore share CONTACTBOOK_HOME's disk (they
+do under `contactbook serve`; with containers, mount one volume in both).
 """
 
 from __future__ import annotations
@@ -32,8 +34,7 @@ from starlette.requests import ClientDisconnect
 from contactbook import db, tasks
 from contactbook.api.deps import Admin, Pool, SettingsDep
 from contactbook.api.v2 import CeleryDep, TaskAccepted
-from contactbook.config import Settings
-from contactbook.contacts import removed
+from contactbook.contacts import removed, runs, uploads
 from contactbook.errors import UnusableInput
 
 log = logging.getLogger(__name__)
@@ -161,9 +162,18 @@ def undelete_contacts(body: UndeleteRequest, pool: Pool) -> Undeleted:
     response_model=TaskStatus,
     responses={**_ADMIN_RESPONSES, 404: {"description": "This service never issued this id."}},
 )
-def task_status(task_id: str, celery: CeleryDep) -> dict:
-    """The state and outcome of any task this service queued (import, sync or search)."""
+def task_status(task_id: str, celery: CeleryDep, pool: Pool) -> dict:
+    """The state and outcome of any task this service queued (import, sync or search).
+
+    An upload's import answers from its run in `import_runs` when Redis knows nothing
+    more (its result expired, or Redis lost it): it never turns into a 404.
+    """
     kind, answer = tasks.lookup(celery, task_id)
+    if kind in (None, tasks.KIND_IMPORT) and answer["status"] == "PENDING":
+        with pool.connection() as conn:
+            recorded = runs.task_status(conn, task_id)
+        if recorded is not None:
+            kind, answer = tasks.KIND_IMPORT, recorded
     if kind is None:
         raise HTTPException(404, f"no task with id {task_id}")
     return {**answer, "kind": kind}
@@ -195,7 +205,9 @@ def task_status(task_id: str, celery: CeleryDep) -> dict:
         }
     },
 )
-async def upload_import(request: Request, settings: SettingsDep, celery: CeleryDep) -> TaskAccepted:
+async def upload_import(
+    request: Request, settings: SettingsDep, celery: CeleryDep, pool: Pool
+) -> TaskAccepted:
     """Upload a contacts CSV (a multipart `file` field, or the raw CSV as the body with
     `Content-Type: text/csv`); a worker imports it. Follow it with `GET /api/v1/tasks/{id}`.
 
@@ -211,7 +223,7 @@ async def upload_import(request: Request, settings: SettingsDep, celery: CeleryD
     try:
         original_name = await _receive_csv(request, target, limit)
         await run_in_threadpool(_check_usable, target, original_name)
-        task_id = await run_in_threadpool(_queue_import, celery, settings, target, original_name)
+        task_id = await run_in_threadpool(_queue_import, celery, pool, target, original_name)
     except ClientDisconnect:
         target.unlink(missing_ok=True)
         return _client_left()
@@ -231,17 +243,9 @@ def _client_left() -> Response:
     return Response(status_code=CLIENT_CLOSED_REQUEST)
 
 
-def _queue_import(celery, settings: Settings, path: Path, original_name: str) -> str:
-    return tasks.submit(
-        celery,
-        tasks.IMPORT_TASK,
-        kind=tasks.KIND_IMPORT,
-        path=str(path),
-        # The stored name makes the source unique: a second delivery of the task can
-        # tell "already imported" from "not on this worker's disk".
-        source=f"upload of {original_name} ({path.name})",
-        remove_after=True,
-    )
+def _queue_import(celery, pool, path: Path, original_name: str) -> str:
+    with pool.connection() as conn:  # recorded as queued first: contacts/uploads.py
+        return uploads.accept_upload(celery, conn, path, original_name)
 
 
 def _check_usable(path: Path, original_name: str) -> None:

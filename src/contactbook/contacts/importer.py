@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from contactbook import metrics
-from contactbook.contacts import bulk_load
+from contactbook.contacts import bulk_load, runs
 from contactbook.contacts.csv_reader import (
     ContactsCsv,
     CsvContact,
@@ -166,31 +165,6 @@ WHERE m.contact_id IS NULL
 ORDER BY l.line
 """
 
-# The run names the session that imports (pid and start: a pid alone can be reused).
-START_RUN = """
-INSERT INTO import_runs (source, backend_pid, backend_started)
-VALUES (%(source)s, %(pid)s, (SELECT backend_start FROM pg_stat_activity WHERE pid = %(pid)s))
-RETURNING id
-"""
-
-# A run still marked running whose session is gone was abandoned: its process died, and
-# its transaction with it, so nothing of it was written.
-CLOSE_ABANDONED_RUNS = """
-UPDATE import_runs r SET status = 'failed', finished_at = now(),
-    error = 'interrupted: the process running this import stopped before it finished; '
-            'nothing of it was written'
-WHERE r.status = 'running'
-  AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a
-                  WHERE a.pid = r.backend_pid AND a.backend_start = r.backend_started)
-"""
-
-FINISH_RUN = """
-UPDATE import_runs SET finished_at = now(), status = %(status)s, rows_read = %(rows_read)s,
-    inserted = %(inserted)s, updated = %(updated)s, skipped = %(skipped)s, error = %(error)s,
-    problems = %(problems)s, problem_count = %(problem_count)s
-WHERE id = %(id)s
-"""
-
 # Held by the importing session from the "empty?" check to the end: an empty-table
 # load spans several transactions (contacts/bulk_load.py). A sync takes the same key
 # for its transaction.
@@ -274,11 +248,14 @@ def import_csv(
     source: str | None = None,
     progress: Progress | None = None,
     only_if_empty: bool = False,
+    run_id: int | None = None,
 ) -> ImportSummary:
     """Import a contacts CSV file; raise UnusableCsvError (and write nothing) for a bad file.
 
     With `only_if_empty`, the import happens only when the table has no contact at all,
     decided under the import lock, so processes starting together import it exactly once.
+    With `run_id` (an upload's queued run), that run is claimed instead of a new one
+    started; RunNotQueued when it is not queued (another delivery took it, or it ended).
     """
     source = source or str(path)
     summary = ImportSummary(source=source)
@@ -286,7 +263,7 @@ def import_csv(
         summary.ignored_columns = csv_file.ignored_columns[:MAX_LISTED_IGNORED_COLUMNS]
         summary.ignored_column_count = len(csv_file.ignored_columns)
         with psycopg.connect(database_url) as conn:
-            run_id = _start_run(database_url, source, conn.info.backend_pid)
+            run_id = _start_run(database_url, source, conn.info.backend_pid, run_id)
             summary.run_id = run_id
             try:
                 with conn.transaction():
@@ -452,33 +429,41 @@ def _merge(conn: psycopg.Connection, summary: ImportSummary, progress: Progress 
     step(MERGE_STEPS)
 
 
-def _start_run(database_url: str, source: str, importing_pid: int) -> int:
+class RunNotQueued(Exception):
+    """The upload's run is not queued: another delivery of its task took it, or it ended."""
+
+
+def _start_run(database_url: str, source: str, importing_pid: int, run_id: int | None) -> int:
     # Run records are written on their own connection so a failed import still leaves one.
     with psycopg.connect(database_url, autocommit=True) as conn:
-        closed = conn.execute(CLOSE_ABANDONED_RUNS).rowcount
+        requeued, closed = runs.close_abandoned(conn)
         if closed:
             log.warning("%d import run(s) abandoned by a process that died marked failed", closed)
-        return conn.execute(START_RUN, {"source": source, "pid": importing_pid}).fetchone()[0]
+        if requeued:
+            log.warning("%d upload(s) abandoned by a process that died queued again", requeued)
+        if run_id is None:
+            return runs.start(conn, source, importing_pid)
+        if not runs.claim_upload(conn, run_id, importing_pid):
+            raise RunNotQueued(f"import run {run_id} is {runs.status(conn, run_id)}, not queued")
+        return run_id
 
 
 def _finish_run(
     database_url: str, run_id: int, summary: ImportSummary, *, status: str, error: str | None
 ) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(
-            FINISH_RUN,
-            {
-                "id": run_id,
-                "status": status,
-                "rows_read": summary.rows_read,
-                "inserted": summary.inserted,
-                "updated": summary.updated,
-                "skipped": len(summary.skipped),
-                "error": error,
-                "problems": Jsonb(summary.problems_as_json()),
-                "problem_count": summary.problem_count,
-            },
+        runs.finish(
+            conn,
+            run_id,
+            status=status,
+            error=error,
+            rows_read=summary.rows_read,
+            inserted=summary.inserted,
+            updated=summary.updated,
+            skipped=len(summary.skipped),
+            problems=summary.problems_as_json(),
+            problem_count=summary.problem_count,
         )
 
 
-__all__ = ["ImportSummary", "RowProblem", "UnusableCsvError", "import_csv"]
+__all__ = ["ImportSummary", "RowProblem", "RunNotQueued", "UnusableCsvError", "import_csv"]
