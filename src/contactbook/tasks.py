@@ -241,8 +241,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "result_expires": settings.search_result_expires,
         # JSON contacts shrink to under half (tests/test_hostile_celery.py): Redis holds
-        # twice as many results or more.
-        "result_compression": "zlib",
+        # twice as many results or more. rpc:// stores none (and warns of the setting).
+        "result_compression": (
+            None if (settings.result_backend or "").startswith("rpc:") else "zlib"
+        ),
         "result_extended": False,
         "task_default_queue": QUEUE,
         "task_routes": {SEARCH_TASK: {"queue": SEARCH_QUEUE}},
@@ -609,6 +611,7 @@ def submit_search(app: ContactBookCelery, **kwargs: Any) -> str:
     workers have caught up. The count is the search queue's length (one round trip; a
     few submits at the same instant may pass the limit together, which is harmless).
     """
+    _status_store(app)  # a backend that keeps no statuses says so before anything waits
     limit = app.settings.search_queue_limit
     if limit:
         waiting = waiting_searches(app)
