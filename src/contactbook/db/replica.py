@@ -151,18 +151,28 @@ class ReplicaMonitor:
         self._thread: threading.Thread | None = None
 
     def probe(self) -> ReplicaReport:
-        """Ask the replica its lag now; mark it up or down accordingly."""
-        with self._probe_lock:
-            try:
-                if self._conn is None or self._conn.closed:
-                    self._conn = psycopg.connect(self.read_url, autocommit=True, connect_timeout=2)
-                row = self._conn.execute(REPLAY_LAG).fetchone()
-            except psycopg.Error as error:
-                self._close_connection()
-                self.state.mark_down(error)
-            else:
-                lag = None if row is None or row[0] is None else max(float(row[0]), 0.0)
-                self.state.mark_up(lag)
+        """Ask the replica its lag now; mark it up or down accordingly. While another probe
+        is under way (a burst of /readyz), answer what the last one found instead of
+        queueing behind it; a probe waits at most 2 s to connect and 2 s for its answer."""
+        if not self._probe_lock.acquire(blocking=False):
+            return self.state.report()
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg.connect(
+                    self.read_url,
+                    autocommit=True,
+                    connect_timeout=2,
+                    options="-c statement_timeout=2000",
+                )
+            row = self._conn.execute(REPLAY_LAG).fetchone()
+        except psycopg.Error as error:
+            self._close_connection()
+            self.state.mark_down(error)
+        else:
+            lag = None if row is None or row[0] is None else max(float(row[0]), 0.0)
+            self.state.mark_up(lag)
+        finally:
+            self._probe_lock.release()
         return self.state.report()
 
     def start(self) -> None:
