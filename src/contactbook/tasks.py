@@ -41,7 +41,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from celery import Celery, states
@@ -49,13 +49,16 @@ from celery.backends.base import BaseKeyValueStoreBackend
 from celery.schedules import crontab
 from kombu.exceptions import ChannelError, KombuError
 from kombu.exceptions import OperationalError as BrokerOperationalError
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 
 from contactbook import db, errors
 from contactbook.config import Settings, get_settings
 from contactbook.db.replica import ReadRouter, create_read_router
 from contactbook.logging import install_celery_logging
 from contactbook.metrics import install_celery_metrics, record_search
+
+if TYPE_CHECKING:
+    from contactbook.db import DictConnection
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +119,7 @@ class ContactBookCelery(Celery):
         super().__init__("contactbook", set_as_current=False, **kwargs)
         self.settings = settings
         self.submit_only = submit_only
-        self._search_pool: ConnectionPool | None = None
+        self._search_pool: db.DictPool | None = None
         self._search_reads: ReadRouter | None = None
         self._search_pool_pid = 0
         self._search_pool_lock = threading.Lock()
@@ -138,7 +141,7 @@ class ContactBookCelery(Celery):
                 # A pool inherited from the parent of a prefork child holds the parent's
                 # sockets and threads: start a new one in each process.
                 self._search_pool = db.create_pool(
-                    self.settings.database_url,
+                    self.settings.resolved_database_url,
                     size=self.settings.db_pool_size,
                     timeout=self.settings.db_pool_timeout,
                     statement_timeout=self.settings.db_statement_timeout,
@@ -164,7 +167,8 @@ class ContactBookCelery(Celery):
                 self._queue_monitor.close()
                 self._queue_monitor = None
             if self._search_pool is not None and self._search_pool_pid == os.getpid():
-                self._search_reads.close()
+                if self._search_reads is not None:  # made together with the pool
+                    self._search_reads.close()
                 self._search_pool.close()
             self._search_pool = self._search_reads = None
         super().close()
@@ -280,6 +284,9 @@ def create_celery_app(settings: Settings, *, submit_only: bool = False) -> Conta
     return app
 
 
+celery_app: ContactBookCelery  # no value until first use: see __getattr__
+
+
 def __getattr__(name: str) -> Any:
     # `celery_app` is built on first use, from the environment as it is by then (the CLI
     # exports embedded servers' URLs first), not when this module is imported.
@@ -366,7 +373,7 @@ def _register_tasks(app: ContactBookCelery) -> None:
 
 
 def search_hits(
-    conn: psycopg.Connection,
+    conn: DictConnection,
     text: str,
     *,
     limit: int,
@@ -400,7 +407,7 @@ def import_file(
 
     is_upload = remove_after and path.resolve().parent == uploads_dir(settings)
     if is_upload and not path.exists():
-        if _already_imported(settings.database_url, source or str(path)):
+        if _already_imported(settings.resolved_database_url, source or str(path)):
             # Delivered twice (acks_late): the first delivery imported and removed it.
             log.info("upload %s is gone: already imported", path.name)
             return {
@@ -414,7 +421,7 @@ def import_file(
         )
     try:
         summary = import_csv(
-            settings.database_url, path, source=source, only_if_empty=only_if_empty
+            settings.resolved_database_url, path, source=source, only_if_empty=only_if_empty
         )
     except UnusableCsvError:
         if is_upload:
@@ -435,7 +442,7 @@ SELECT EXISTS (
 
 def _already_imported(database_url: str, source: str) -> bool:
     with psycopg.connect(database_url) as conn:
-        return conn.execute(SUCCEEDED_IMPORT, {"source": source}).fetchone()[0]
+        return db.one_row(conn.execute(SUCCEEDED_IMPORT, {"source": source}))[0]
 
 
 def run_sync_task(
@@ -473,7 +480,7 @@ def submit(app: Celery, task_name: str, *, kind: str, **kwargs: Any) -> str:
         # Remember first: a worker may finish before send_task returns.
         backend.set(_ISSUED_KEY.format(task_id=task_id), kind)
         app.send_task(task_name, kwargs=kwargs, task_id=task_id)
-    except (KombuError, BrokerOperationalError, OSError, *_backend_errors(app)) as error:
+    except (KombuError, BrokerOperationalError, OSError) + _backend_errors(app) as error:
         log.warning("could not queue %s: %s", task_name, error)
         raise BrokerUnavailable("the task queue is not reachable: try again in a moment") from error
     return task_id
@@ -529,7 +536,7 @@ def lookup(app: Celery, task_id: str) -> tuple[str | None, dict]:
         else:
             kind, payload = backend.get(keys[0]), backend.get(keys[1])
         meta = backend.decode_result(payload) if payload else None
-    except (OSError, *_backend_errors(app)) as error:
+    except (OSError,) + _backend_errors(app) as error:
         raise BrokerUnavailable("the result store is not reachable: try again") from error
     if isinstance(kind, bytes):
         kind = kind.decode()

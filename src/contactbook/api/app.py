@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from contextlib import asynccontextmanager
+from typing import Any
 
 import psycopg
 from fastapi import FastAPI, Request
@@ -52,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.pool.open(wait=False)
             await app.state.read_pool.open(wait=False)
         else:
-            db.wait_for_database(settings.database_url)
+            db.wait_for_database(settings.resolved_database_url)
             app.state.pool.open(wait=True, timeout=30)
             await app.state.read_pool.open(wait=True, timeout=30)
         start_initial_import(app)
@@ -74,13 +75,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
-    pooled = {
+    pooled: db.PoolOptions = {
         "size": settings.db_pool_size,
         "timeout": settings.db_pool_timeout,
         "statement_timeout": settings.db_statement_timeout,
     }
-    app.state.pool = db.create_pool(settings.database_url, **pooled)
-    app.state.read_pool = db.create_async_pool(settings.database_url, **pooled)
+    app.state.pool = db.create_pool(settings.resolved_database_url, **pooled)
+    app.state.read_pool = db.create_async_pool(settings.resolved_database_url, **pooled)
     # Searches and contact reads go through this: the replica (DATABASE_READ_URL) while it
     # answers, the two pools above otherwise.
     app.state.reads = create_read_router(
@@ -152,8 +153,12 @@ def start_initial_import(app: FastAPI) -> None:
 
     def run() -> None:
         try:
-            import_csv(settings.database_url, settings.initial_csv, source=source,
-                       only_if_empty=True)  # fmt: skip
+            import_csv(
+                settings.resolved_database_url,
+                settings.initial_csv,
+                source=source,
+                only_if_empty=True,
+            )
         except Exception:
             log.exception("start-up import of %s failed", settings.initial_csv)
 
@@ -177,13 +182,17 @@ def _describe_validation_errors(app: FastAPI) -> None:
     """Publish the 422 body as sent, not FastAPI's default (`detail` as a list of errors)."""
     build = app.openapi
 
-    def openapi() -> dict:
+    def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schemas = build().setdefault("components", {}).setdefault("schemas", {})
+            schema = build()  # FastAPI keeps it as app.openapi_schema
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
             schemas["HTTPValidationError"] = VALIDATION_ERROR_SCHEMA
+            return schema
         return app.openapi_schema
 
-    app.openapi = openapi
+    # FastAPI's documented way to extend the schema ("Extending OpenAPI") replaces the
+    # method on the instance, which mypy reports as assigning to a method.
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -211,7 +220,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def pool_exhausted(request: Request, error: PoolTimeout) -> JSONResponse:
         settings: Settings = request.app.state.settings
         if settings.database_read_url and not await run_in_threadpool(
-            _answers, settings.database_url
+            _answers, settings.resolved_database_url
         ):  # no connection for a write because the primary is away, not because it is busy
             return await database_down(request, error)
         return JSONResponse(
@@ -231,7 +240,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         # Reads that fall back raise their own errors (db/replica.py): this is the primary.
         settings: Settings = request.app.state.settings
         if settings.database_read_url:
-            detail = primary_unavailable(settings.database_url).message
+            detail = primary_unavailable(settings.resolved_database_url).message
         else:
             detail = "the database is not reachable: try again in a moment"
         return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "5"})

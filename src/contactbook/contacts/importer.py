@@ -29,6 +29,7 @@ from contactbook.contacts.csv_reader import (
     SkippedRow,
     UnusableCsvError,
 )
+from contactbook.db import one_row
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +285,7 @@ def import_csv(
             try:
                 with conn.transaction():
                     conn.execute(LOCK_IMPORTS, {"key": IMPORT_LOCK_KEY})
-                    empty = conn.execute(TABLE_IS_EMPTY).fetchone()[0]
+                    empty = one_row(conn.execute(TABLE_IS_EMPTY))[0]
                 if only_if_empty and not empty:
                     summary.performed = False
                 elif empty:
@@ -426,8 +427,8 @@ def _merge(conn: psycopg.Connection, summary: ImportSummary, progress: Progress 
     step(0)
     conn.execute(CREATE_LATEST)
     step(1)
-    summary.table_rows = conn.execute(TABLE_ROWS).fetchone()[0]
-    staged = conn.execute("SELECT count(*) FROM import_latest").fetchone()[0]
+    summary.table_rows = one_row(conn.execute(TABLE_ROWS))[0]
+    staged = one_row(conn.execute("SELECT count(*) FROM import_latest"))[0]
     if staged < INDEX_LOOKUPS_BELOW_SHARE * summary.table_rows:
         conn.execute(MATCH_BY_INDEX)
     for line, kept_line in conn.execute(DUPLICATE_ROWS):
@@ -435,9 +436,9 @@ def _merge(conn: psycopg.Connection, summary: ImportSummary, progress: Progress 
     summary.skipped.sort(key=lambda row: row.line)
     conn.execute(CREATE_MATCHES)
     step(2)
-    matched = conn.execute(
-        "SELECT count(contact_id) FROM import_matches"  # counts non-null ids only
-    ).fetchone()[0]
+    matched = one_row(
+        conn.execute("SELECT count(contact_id) FROM import_matches")  # non-null ids only
+    )[0]
     summary.updated = conn.execute(UPDATE_MATCHED).rowcount
     step(3)
     summary.unchanged = matched - summary.updated
@@ -451,7 +452,7 @@ def _start_run(database_url: str, source: str, importing_pid: int) -> int:
         closed = conn.execute(CLOSE_ABANDONED_RUNS).rowcount
         if closed:
             log.warning("%d import run(s) abandoned by a process that died marked failed", closed)
-        return conn.execute(START_RUN, {"source": source, "pid": importing_pid}).fetchone()[0]
+        return one_row(conn.execute(START_RUN, {"source": source, "pid": importing_pid}))[0]
 
 
 def _finish_run(

@@ -71,6 +71,7 @@ from psycopg.rows import tuple_row
 
 from contactbook import metrics
 from contactbook.contacts.importer import IMPORT_LOCK_KEY, NO_JIT
+from contactbook.db import one_row
 from contactbook.errors import ConfigurationError, Conflict, ContactBookError
 from contactbook.nimble.client import NimbleClient, RemoteContact
 from contactbook.nimble.errors import NimbleError
@@ -79,6 +80,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from contactbook.config import Settings
+    from contactbook.db import DictConnection
 logger = logging.getLogger(__name__)
 
 #: Session advisory lock held for a whole run (the CSV import uses 7_201_002).
@@ -353,7 +355,7 @@ class RunOptions:
 
 
 def sync_contacts(
-    conn: psycopg.Connection,
+    conn: DictConnection,
     client: NimbleClient,
     *,
     full: bool,
@@ -382,7 +384,7 @@ def sync_contacts(
 
 
 def _run(
-    conn: psycopg.Connection,
+    conn: DictConnection,
     client: NimbleClient,
     *,
     full: bool,
@@ -472,7 +474,7 @@ def _check_removals(summary: SyncSummary, max_percent: float) -> None:
 
 
 @contextlib.contextmanager
-def _sync_lock(conn: psycopg.Connection) -> Iterator[None]:
+def _sync_lock(conn: DictConnection) -> Iterator[None]:
     with conn.transaction():
         locked = _scalar(conn, TRY_LOCK, {"key": SYNC_LOCK_KEY})
     if not locked:
@@ -486,12 +488,12 @@ def _sync_lock(conn: psycopg.Connection) -> Iterator[None]:
 
 
 def _plan(
-    conn: psycopg.Connection, *, full: bool, overlap: timedelta, full_after: timedelta | None
+    conn: DictConnection, *, full: bool, overlap: timedelta, full_after: timedelta | None
 ) -> tuple[Mode, datetime | None]:
     """The mode of this run and, for an incremental one, where its window starts."""
     with conn.transaction(), conn.cursor(row_factory=tuple_row) as cursor:
-        last_any, last_full = cursor.execute(LAST_SUCCESS).fetchone()
-        now = cursor.execute("SELECT now()").fetchone()[0]
+        last_any, last_full = one_row(cursor.execute(LAST_SUCCESS))
+        now = one_row(cursor.execute("SELECT now()"))[0]
     if full or last_any is None:
         return "full", None
     if full_after is not None and (last_full is None or now - last_full > full_after):
@@ -501,7 +503,7 @@ def _plan(
 
 
 def _apply(
-    conn: psycopg.Connection,
+    conn: DictConnection,
     client: NimbleClient,
     since: datetime | None,
     summary: SyncSummary,
@@ -581,7 +583,7 @@ class _BatchWork:
 
 
 def _merge_batch(
-    conn: psycopg.Connection, batch: list[RemoteContact], summary: SyncSummary, work: _BatchWork
+    conn: DictConnection, batch: list[RemoteContact], summary: SyncSummary, work: _BatchWork
 ) -> None:
     with conn.cursor() as cursor, cursor.copy(COPY_BATCH) as copy:
         for contact in batch:
@@ -604,8 +606,8 @@ def _merge_batch(
     if work.known_ids or work.unlinked_rows:
         known = _scalar(conn, COUNT_KNOWN) if work.known_ids else 0
         params = {"find_known": work.known_ids, "find_links": work.unlinked_rows}
-        with conn.cursor(row_factory=tuple_row) as cursor:
-            linked, updated = cursor.execute(UPDATE_AND_LINK, params).fetchone()
+        with conn.cursor(row_factory=tuple_row) as counts:
+            linked, updated = one_row(counts.execute(UPDATE_AND_LINK, params))
         summary.updated += updated
         summary.unchanged += known - updated
         summary.linked += linked
@@ -614,7 +616,7 @@ def _merge_batch(
     conn.execute(EMPTY_BATCH)
 
 
-def _scalar(conn: psycopg.Connection, query: str, params: dict[str, Any] | None = None) -> Any:
+def _scalar(conn: DictConnection, query: str, params: dict[str, Any] | None = None) -> Any:
     with conn.cursor(row_factory=tuple_row) as cursor:
         row = cursor.execute(query, params).fetchone()
     return row[0] if row else None
@@ -630,14 +632,14 @@ def _describe(exc: BaseException) -> str:
 
 
 def _finish_run(
-    conn: psycopg.Connection, summary: SyncSummary, *, status: str, error: str | None
+    conn: psycopg.Connection[Any], summary: SyncSummary, *, status: str, error: str | None
 ) -> None:
     with conn.transaction():
         conn.execute(FINISH_RUN, {**summary.as_dict(), "status": status, "error": error})
 
 
 def _record_failure(
-    conn: psycopg.Connection, summary: SyncSummary, message: str, *, figures: bool = False
+    conn: DictConnection, summary: SyncSummary, message: str, *, figures: bool = False
 ) -> None:
     """Mark the run failed with the figures of what was read (nothing was applied), or
     with ``figures``, everything the run would have done (a refused removal)."""
