@@ -20,7 +20,7 @@ import re
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
@@ -35,6 +35,9 @@ from contactbook.api.v2 import CeleryDep, TaskAccepted
 from contactbook.config import Settings
 from contactbook.contacts import removed
 from contactbook.errors import UnusableInput
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,7 @@ ORDER BY started_at DESC, id DESC
 LIMIT %(limit)s
 """
 
-_ADMIN_RESPONSES = {
+_ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "No bearer token."},
     403: {"description": "Not the admin token, or no admin token configured."},
     503: {"description": "The task queue is not reachable."},
@@ -195,7 +198,9 @@ def task_status(task_id: str, celery: CeleryDep) -> dict:
         }
     },
 )
-async def upload_import(request: Request, settings: SettingsDep, celery: CeleryDep) -> TaskAccepted:
+async def upload_import(
+    request: Request, settings: SettingsDep, celery: CeleryDep
+) -> TaskAccepted | Response:
     """Upload a contacts CSV (a multipart `file` field, or the raw CSV as the body with
     `Content-Type: text/csv`); a worker imports it. Follow it with `GET /api/v1/tasks/{id}`.
 
@@ -318,7 +323,7 @@ class _MultipartCsv:
         self.limit = limit
         self.written = 0
         self.filename: str | None = None
-        self._out = None
+        self._out: BinaryIO | None = None
         self._in_file_part = False
         self._done_with_file = False
         self._header_field = b""
@@ -331,7 +336,7 @@ class _MultipartCsv:
                 422, f"the multipart form could not be read: {error}; use a shorter boundary"
             ) from error
 
-    def _callbacks(self) -> dict:
+    def _callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self._part_begin,
             "on_header_field": self._header_field_data,
@@ -400,6 +405,7 @@ class _MultipartCsv:
         self.written += end - start
         if self.written > self.limit:
             raise _too_large(self.limit)
+        assert self._out is not None  # opened with the file part's headers
         self._out.write(data[start:end])
 
     def _part_end(self) -> None:

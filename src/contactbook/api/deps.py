@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from contactbook.config import Settings
+from contactbook.db import AsyncDictConnection, DictConnection
 from contactbook.db.replica import ReadRouter
 
 _bearer = HTTPBearer(auto_error=False)
@@ -23,7 +24,7 @@ async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-async def get_pool(request: Request) -> ConnectionPool:
+async def get_pool(request: Request) -> ConnectionPool[DictConnection]:
     """The connection pool. Endpoints take a connection with ``pool.connection()`` in
     their own body, never through a dependency: FastAPI enters a dependency and runs the
     endpoint on two different threads of its 40, so under load every thread could be
@@ -32,7 +33,7 @@ async def get_pool(request: Request) -> ConnectionPool:
     return request.app.state.pool
 
 
-async def get_read_pool(request: Request) -> AsyncConnectionPool:
+async def get_read_pool(request: Request) -> AsyncConnectionPool[AsyncDictConnection]:
     """The async pool the read endpoints use on the event loop (see db.create_async_pool)."""
     return request.app.state.read_pool
 
@@ -108,8 +109,8 @@ async def require_metrics_reader(
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this token is not the metrics token")
 
 
-Pool = Annotated[ConnectionPool, Depends(get_pool)]
-ReadPool = Annotated[AsyncConnectionPool, Depends(get_read_pool)]
+Pool = Annotated[ConnectionPool[DictConnection], Depends(get_pool)]
+ReadPool = Annotated[AsyncConnectionPool[AsyncDictConnection], Depends(get_read_pool)]
 Reads = Annotated[ReadRouter, Depends(get_reads)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 Reader = Depends(require_reader)

@@ -10,7 +10,7 @@ never issued, the status is 404.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, TypedDict
 
 from celery import Celery
 from fastapi import APIRouter, Depends, HTTPException, Request, status
@@ -52,7 +52,7 @@ class SearchStatus(BaseModel):
     error: str | None = Field(description="With FAILURE: what went wrong.")
 
 
-_SUBMIT_RESPONSES = {
+_SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"description": "Blank or too long text, or limit/offset out of range."},
     503: {
         "description": "The task queue is not reachable, or SEARCH_QUEUE_LIMIT searches are "
@@ -61,7 +61,13 @@ _SUBMIT_RESPONSES = {
 }
 
 
-_SUBMIT = {
+class _SubmitRoute(TypedDict):
+    status_code: int
+    response_model: type[BaseModel]
+    responses: dict[int | str, dict[str, Any]]
+
+
+_SUBMIT: _SubmitRoute = {
     "status_code": status.HTTP_202_ACCEPTED,
     "response_model": TaskAccepted,
     "responses": _SUBMIT_RESPONSES,
