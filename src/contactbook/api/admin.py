@@ -30,8 +30,8 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect
 
 from contactbook import db, tasks
-from contactbook.api.deps import Admin, Pool, SettingsDep
-from contactbook.api.v2 import CeleryDep, TaskAccepted
+from contactbook.api.common import TaskAccepted
+from contactbook.api.deps import Admin, CeleryDep, Pool, SettingsDep
 from contactbook.config import Settings
 from contactbook.contacts import removed
 from contactbook.errors import UnusableInput

@@ -1,10 +1,12 @@
-"""Typed dependencies shared by the routers: settings, the connection pool, auth."""
+"""Typed dependencies shared by the routers: settings, the connection pools, the Celery
+client, auth."""
 
 from __future__ import annotations
 
 import hmac
 from typing import Annotated
 
+from celery import Celery
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
@@ -12,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from contactbook.config import Settings
 from contactbook.db import AsyncDictConnection, DictConnection
 from contactbook.db.replica import ReadRouter
+from contactbook.tasks import BrokerUnavailable
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -36,6 +39,16 @@ async def get_pool(request: Request) -> ConnectionPool[DictConnection]:
 async def get_read_pool(request: Request) -> AsyncConnectionPool[AsyncDictConnection]:
     """The async pool the read endpoints use on the event loop (see db.create_async_pool)."""
     return request.app.state.read_pool
+
+
+async def get_celery(request: Request) -> Celery:  # async: no thread hop per poll
+    """The app's Celery client; 503 when no broker is configured (REDIS_URL unset)."""
+    celery = request.app.state.celery
+    if celery is None:
+        raise BrokerUnavailable(
+            "no task queue is configured: set REDIS_URL (or CELERY_BROKER_URL) for this API"
+        )
+    return celery
 
 
 async def get_reads(request: Request) -> ReadRouter:
@@ -113,6 +126,7 @@ Pool = Annotated[ConnectionPool[DictConnection], Depends(get_pool)]
 ReadPool = Annotated[AsyncConnectionPool[AsyncDictConnection], Depends(get_read_pool)]
 Reads = Annotated[ReadRouter, Depends(get_reads)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+CeleryDep = Annotated[Celery, Depends(get_celery)]
 Reader = Depends(require_reader)
 Admin = Depends(require_admin)
 MetricsReader = Depends(require_metrics_reader)
