@@ -33,7 +33,7 @@ from contactbook import db, tasks
 from contactbook.api.common import TaskAccepted
 from contactbook.api.deps import Admin, CeleryDep, Pool, SettingsDep
 from contactbook.config import Settings
-from contactbook.contacts import removed
+from contactbook.contacts import removed, runs
 from contactbook.errors import UnusableInput
 
 if TYPE_CHECKING:
@@ -45,14 +45,6 @@ router = APIRouter(prefix="/api/v1", dependencies=[Admin], tags=["admin"])
 
 #: Room for multipart boundaries and part headers around the file itself.
 MULTIPART_OVERHEAD = 64 * 1024
-
-RECENT_SYNC_RUNS = """
-SELECT id, mode, status, started_at, finished_at, fetched, inserted, linked, updated,
-       removed, unchanged, error
-FROM sync_runs
-ORDER BY started_at DESC, id DESC
-LIMIT %(limit)s
-"""
 
 _ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "No bearer token."},
@@ -122,7 +114,7 @@ def list_sync_runs(
 ) -> list[dict]:
     """Recent sync runs, newest first, with their figures and errors."""
     with pool.connection() as conn:
-        return conn.execute(RECENT_SYNC_RUNS, {"limit": limit}).fetchall()
+        return runs.recent_sync_runs(conn, limit=limit)
 
 
 class UndeleteRequest(BaseModel):

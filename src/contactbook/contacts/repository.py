@@ -78,10 +78,6 @@ COUNT_LIMIT = 10_000
 
 HAS_ANY_CONTACT = "SELECT EXISTS (SELECT 1 FROM contacts) AS found"
 
-LAST_SUCCESSFUL_SYNC = """
-SELECT max(finished_at) AS finished_at FROM sync_runs WHERE status = 'succeeded'
-"""
-
 EXPORT_CONTACTS = sql.SQL("""
 SELECT {columns}
 FROM contacts WHERE deleted_at IS NULL ORDER BY id
@@ -139,10 +135,6 @@ def count_live_contacts(conn: DictConnection) -> int:
 
 def has_any_contact(conn: DictConnection) -> bool:
     return one_row(conn.execute(HAS_ANY_CONTACT))["found"]
-
-
-def last_successful_sync(conn: DictConnection):
-    return one_row(conn.execute(LAST_SUCCESSFUL_SYNC))["finished_at"]
 
 
 def iter_live_contacts(conn: DictConnection) -> Iterator[dict]:

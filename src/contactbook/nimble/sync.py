@@ -71,6 +71,7 @@ from psycopg.rows import tuple_row
 
 from contactbook import metrics
 from contactbook.contacts.importer import IMPORT_LOCK_KEY, NO_JIT
+from contactbook.contacts.runs import CLOSE_ABANDONED_RUNS, FINISH_RUN, LAST_SUCCESS, START_RUN
 from contactbook.db import one_row
 from contactbook.errors import ConfigurationError, Conflict, ContactBookError
 from contactbook.nimble.client import NimbleClient, RemoteContact
@@ -141,28 +142,6 @@ class SyncSummary:
 TRY_LOCK = "SELECT pg_try_advisory_lock(%(key)s)"
 UNLOCK = "SELECT pg_advisory_unlock(%(key)s)"
 LOCK_IMPORTS = "SELECT pg_advisory_xact_lock(%(key)s)"
-
-# Only a process holding SYNC_LOCK_KEY runs syncs, so any run still marked running
-# while we hold it belongs to a process that died.
-CLOSE_ABANDONED_RUNS = """
-UPDATE sync_runs SET status = 'failed', finished_at = now(),
-    error = 'interrupted: the process running this sync stopped before it finished'
-WHERE status = 'running'
-"""
-
-LAST_SUCCESS = """
-SELECT max(started_at) AS any_mode, max(started_at) FILTER (WHERE mode = 'full') AS full_mode
-FROM sync_runs WHERE status = 'succeeded'
-"""
-
-START_RUN = "INSERT INTO sync_runs (mode) VALUES (%(mode)s) RETURNING id"
-
-FINISH_RUN = """
-UPDATE sync_runs SET finished_at = now(), status = %(status)s, error = %(error)s,
-    fetched = %(fetched)s, inserted = %(inserted)s, linked = %(linked)s,
-    updated = %(updated)s, removed = %(removed)s, unchanged = %(unchanged)s
-WHERE id = %(run_id)s
-"""
 
 #: People merged per batch: big enough that per-statement costs vanish, small enough
 #: that the database keeps pace with the download.
