@@ -403,11 +403,11 @@ def import_file(
     remove_after: bool,
 ) -> dict:
     """Run the one import pipeline; remove an upload once it is imported (or unusable)."""
-    from contactbook.contacts.importer import UnusableCsvError, import_csv
+    from contactbook.contacts.importer import UnusableCsvError, already_imported, import_csv
 
     is_upload = remove_after and path.resolve().parent == uploads_dir(settings)
     if is_upload and not path.exists():
-        if _already_imported(settings.resolved_database_url, source or str(path)):
+        if already_imported(settings.resolved_database_url, source or str(path)):
             # Delivered twice (acks_late): the first delivery imported and removed it.
             log.info("upload %s is gone: already imported", path.name)
             return {
@@ -430,19 +430,6 @@ def import_file(
     if is_upload:
         path.unlink(missing_ok=True)
     return summary.as_dict()
-
-
-#: An upload is recorded under a source naming its unique stored file.
-SUCCEEDED_IMPORT = """
-SELECT EXISTS (
-    SELECT 1 FROM import_runs WHERE source = %(source)s AND status = 'succeeded'
-) AS done
-"""
-
-
-def _already_imported(database_url: str, source: str) -> bool:
-    with psycopg.connect(database_url) as conn:
-        return db.one_row(conn.execute(SUCCEEDED_IMPORT, {"source": source}))[0]
 
 
 def run_sync_task(

@@ -33,7 +33,7 @@ from contactbook import db, tasks
 from contactbook.api.common import TaskAccepted
 from contactbook.api.deps import Admin, CeleryDep, Pool, SettingsDep
 from contactbook.config import Settings
-from contactbook.contacts import removed, runs
+from contactbook.contacts import removed, sync_runs
 from contactbook.errors import UnusableInput
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ def list_sync_runs(
 ) -> list[dict]:
     """Recent sync runs, newest first, with their figures and errors."""
     with pool.connection() as conn:
-        return runs.recent_sync_runs(conn, limit=limit)
+        return sync_runs.recent_sync_runs(conn, limit=limit)
 
 
 class UndeleteRequest(BaseModel):

@@ -18,7 +18,7 @@ from contactbook import metrics
 from contactbook.api.common import Company, Limit, Offset, SearchText, Tags
 from contactbook.api.deps import Reader, Reads
 from contactbook.contacts import removed as removed_contacts
-from contactbook.contacts import repository, runs
+from contactbook.contacts import repository, sync_runs
 from contactbook.contacts.schemas import Contact, SearchHit, Stats
 from contactbook.contacts.search import (
     prepare_search,
@@ -118,7 +118,7 @@ def stats(reads: Reads) -> Stats:
     """How many contacts there are and when the last sync succeeded."""
 
     def figures(conn) -> tuple:
-        return runs.last_successful_sync(conn), repository.count_live_contacts(conn)
+        return sync_runs.last_successful_sync(conn), repository.count_live_contacts(conn)
 
     last_sync, contacts = reads.run(figures)
     return Stats(contacts=contacts, last_sync=last_sync.isoformat() if last_sync else None)

@@ -192,6 +192,13 @@ UPDATE import_runs SET finished_at = now(), status = %(status)s, rows_read = %(r
 WHERE id = %(id)s
 """
 
+#: An upload is recorded under a source naming its unique stored file.
+SUCCEEDED_IMPORT = """
+SELECT EXISTS (
+    SELECT 1 FROM import_runs WHERE source = %(source)s AND status = 'succeeded'
+) AS done
+"""
+
 # Held by the importing session from the "empty?" check to the end: an empty-table
 # load spans several transactions (contacts/bulk_load.py). A sync takes the same key
 # for its transaction.
@@ -444,6 +451,12 @@ def _merge(conn: psycopg.Connection, summary: ImportSummary, progress: Progress 
     summary.unchanged = matched - summary.updated
     summary.inserted = conn.execute(INSERT_UNMATCHED).rowcount
     step(MERGE_STEPS)
+
+
+def already_imported(database_url: str, source: str) -> bool:
+    """Whether an import of `source` succeeded (a task delivered twice asks)."""
+    with psycopg.connect(database_url) as conn:
+        return one_row(conn.execute(SUCCEEDED_IMPORT, {"source": source}))[0]
 
 
 def _start_run(database_url: str, source: str, importing_pid: int) -> int:

@@ -71,7 +71,7 @@ from psycopg.rows import tuple_row
 
 from contactbook import metrics
 from contactbook.contacts.importer import IMPORT_LOCK_KEY, NO_JIT
-from contactbook.contacts.runs import CLOSE_ABANDONED_RUNS, FINISH_RUN, LAST_SUCCESS, START_RUN
+from contactbook.contacts.sync_runs import CLOSE_ABANDONED_RUNS, FINISH_RUN, LAST_SUCCESS, START_RUN
 from contactbook.db import one_row
 from contactbook.errors import ConfigurationError, Conflict, ContactBookError
 from contactbook.nimble.client import NimbleClient, RemoteContact
@@ -656,8 +656,8 @@ def run_sync(
 ) -> SyncSummary:
     """Sync from the Nimble API configured in ``settings`` into the database.
 
-    The database is ``database_url``, else ``settings.database_url``, else the embedded
-    server under ``CONTACTBOOK_HOME`` (started for the run if it is not running).
+    The database is ``database_url``, else ``settings.database_url``: the entry points
+    (the CLI, the worker) resolve it, starting the embedded server when it is unset.
     ``SYNC_MAX_REMOVALS_PERCENT`` bounds a full run's removals unless ``allow_removals``.
     Raises :class:`SyncSkipped` when ``NIMBLE_API_KEY`` is unset.
     """
@@ -670,12 +670,7 @@ def run_sync(
     from contactbook import db
 
     with contextlib.ExitStack() as stack:
-        url = database_url or settings.database_url
-        if url is None:
-            from contactbook.embedded import embedded_services
-
-            services = embedded_services(settings, redis_needed=False)
-            url = stack.enter_context(services).database_url
+        url = database_url or settings.resolved_database_url
         client = stack.enter_context(
             NimbleClient(
                 settings.nimble_api_url,
