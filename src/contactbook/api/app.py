@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,10 +19,9 @@ from contactbook import __version__, db, tasks
 from contactbook.api import admin, docs, health, page, v1, v2
 from contactbook.asgi import AdmissionMiddleware, RelativeRedirectMiddleware
 from contactbook.config import Settings, get_settings
-from contactbook.contacts import repository
-from contactbook.contacts.importer import import_csv
 from contactbook.db.replica import ReadRouter, create_read_router, primary_unavailable
 from contactbook.errors import ContactBookError, QueryTimedOut
+from contactbook.initial_import import start_initial_import
 from contactbook.logging import AccessLogMiddleware, RequestIdMiddleware
 from contactbook.metrics import MetricsMiddleware
 
@@ -56,7 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             db.wait_for_database(settings.resolved_database_url)
             app.state.pool.open(wait=True, timeout=30)
             await app.state.read_pool.open(wait=True, timeout=30)
-        start_initial_import(app)
+        start_initial_import(settings, app.state.pool, app.state.celery)
         try:
             yield
         finally:
@@ -116,53 +114,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app
-
-
-def start_initial_import(app: FastAPI) -> None:
-    """Import the start-up CSV when the database has no contacts, on a Celery worker.
-
-    The worker's import decides "empty?" again under the import's advisory lock, so API
-    processes starting together import the file exactly once. Without a broker (none
-    configured, or not reachable now) the import runs in a thread of this process instead,
-    under the same lock.
-    """
-    settings: Settings = app.state.settings
-    try:
-        with app.state.pool.connection() as conn, conn.transaction():
-            db.without_statement_timeout(conn)  # wait out a restore rather than fail to start
-            if repository.has_any_contact(conn):
-                return
-    except (psycopg.OperationalError, ContactBookError) as error:
-        log.warning("start-up import skipped: the database is not reachable (%s)", error)
-        return
-    source = f"start-up import of {settings.initial_csv.name}"
-    if app.state.celery is not None:
-        try:
-            tasks.submit(
-                app.state.celery,
-                tasks.IMPORT_TASK,
-                kind=tasks.KIND_IMPORT,
-                path=str(settings.initial_csv),
-                source=source,
-                only_if_empty=True,
-            )
-            log.info("queued the %s on a worker", source)
-            return
-        except tasks.BrokerUnavailable:
-            log.warning("the task queue is not reachable: running the %s here", source)
-
-    def run() -> None:
-        try:
-            import_csv(
-                settings.resolved_database_url,
-                settings.initial_csv,
-                source=source,
-                only_if_empty=True,
-            )
-        except Exception:
-            log.exception("start-up import of %s failed", settings.initial_csv)
-
-    threading.Thread(target=run, name="initial-import", daemon=True).start()
 
 
 #: The 422 body this app sends (see `_install_error_handlers`): a readable `detail`, and
