@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -200,10 +201,11 @@ SELECT EXISTS (
 """
 
 # Held by the importing session from the "empty?" check to the end: an empty-table
-# load spans several transactions (contacts/bulk_load.py). A sync takes the same key
-# for its transaction.
+# load spans several transactions (contacts/bulk_load.py). A sync and an undelete take
+# the same key for their transaction (`lock_out_imports`).
 LOCK_IMPORTS = "SELECT pg_advisory_lock(%(key)s)"
 UNLOCK_IMPORTS = "SELECT pg_advisory_unlock(%(key)s)"
+LOCK_IMPORTS_FOR_TRANSACTION = "SELECT pg_advisory_xact_lock(%(key)s)"
 
 TABLE_IS_EMPTY = "SELECT NOT EXISTS (SELECT 1 FROM contacts) AS empty"
 
@@ -451,6 +453,12 @@ def _merge(conn: psycopg.Connection, summary: ImportSummary, progress: Progress 
     summary.unchanged = matched - summary.updated
     summary.inserted = conn.execute(INSERT_UNMATCHED).rowcount
     step(MERGE_STEPS)
+
+
+def lock_out_imports(conn: psycopg.Connection[Any]) -> None:
+    """Wait for a running import to finish, and keep the next one waiting until this
+    transaction ends (call it inside `conn.transaction()`)."""
+    conn.execute(LOCK_IMPORTS_FOR_TRANSACTION, {"key": IMPORT_LOCK_KEY})
 
 
 def already_imported(database_url: str, source: str) -> bool:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 from psycopg import sql
 
-from contactbook.contacts.importer import IMPORT_LOCK_KEY
+from contactbook.contacts.importer import lock_out_imports
 from contactbook.contacts.repository import CONTACT_COLUMNS
 from contactbook.db import DictConnection, one_row
 
@@ -33,10 +33,6 @@ EXPORT_REMOVED_CONTACTS = sql.SQL("""
 SELECT {columns}
 FROM contacts WHERE deleted_at IS NOT NULL ORDER BY id
 """).format(columns=CONTACT_COLUMNS)
-
-# Waits for a running import or sync (they hold this lock for their transaction), so a
-# contact is never brought back in the middle of a run that is removing it.
-LOCK_IMPORTS = "SELECT pg_advisory_xact_lock(%(key)s)"
 
 UNDELETE_CONTACTS = """
 UPDATE contacts SET deleted_at = NULL, updated_at = now()
@@ -72,7 +68,10 @@ def undelete_contacts(conn: DictConnection, ids: list[int] | None) -> list[int]:
     transaction; return the ids brought back, in order. Ids that are not removed
     contacts are left alone."""
     with conn.transaction():
-        conn.execute(LOCK_IMPORTS, {"key": IMPORT_LOCK_KEY})
+        # Waits for a running import or sync (a sync holds this lock for its
+        # transaction), so a contact is never brought back in the middle of a run that
+        # is removing it.
+        lock_out_imports(conn)
         if ids is None:
             rows = conn.execute(UNDELETE_ALL_CONTACTS).fetchall()
         else:

@@ -70,7 +70,7 @@ import psycopg
 from psycopg.rows import tuple_row
 
 from contactbook import metrics
-from contactbook.contacts.importer import IMPORT_LOCK_KEY, NO_JIT
+from contactbook.contacts.importer import NO_JIT, lock_out_imports
 from contactbook.contacts.sync_runs import CLOSE_ABANDONED_RUNS, FINISH_RUN, LAST_SUCCESS, START_RUN
 from contactbook.db import one_row
 from contactbook.errors import ConfigurationError, Conflict, ContactBookError
@@ -141,7 +141,6 @@ class SyncSummary:
 
 TRY_LOCK = "SELECT pg_try_advisory_lock(%(key)s)"
 UNLOCK = "SELECT pg_advisory_unlock(%(key)s)"
-LOCK_IMPORTS = "SELECT pg_advisory_xact_lock(%(key)s)"
 
 #: People merged per batch: big enough that per-statement costs vanish, small enough
 #: that the database keeps pace with the download.
@@ -493,7 +492,7 @@ def _apply(
     """Read every page and merge it, batch by batch, in the caller's transaction; raise
     (so the caller rolls back) unless the pages add up to ``meta.total``."""
     pages_read = 0
-    conn.execute(LOCK_IMPORTS, {"key": IMPORT_LOCK_KEY})
+    lock_out_imports(conn)
     # The merge statements are short and run thousands of times: JIT compiling them
     # (PostgreSQL's default above a cost the large table reaches) costs more than it saves.
     conn.execute(NO_JIT)
