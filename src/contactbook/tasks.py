@@ -483,6 +483,9 @@ def submit_search(app: ContactBookCelery, **kwargs: Any) -> str:
     """
     limit = app.settings.search_queue_limit
     if limit:
+        # A result backend that keeps no statuses is a configuration to fix, whatever the
+        # broker says: name it before counting the queue (`submit` checks it too).
+        _status_store(app)
         waiting = waiting_searches(app)
         if waiting >= limit:
             raise SearchQueueFull(
