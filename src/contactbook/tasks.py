@@ -505,6 +505,8 @@ def waiting_searches(app: Celery) -> int:
                 return conn.default_channel.queue_declare(SEARCH_QUEUE, passive=True).message_count
             except ChannelError:  # an empty queue is no key at all in Redis
                 return 0
+            except conn.connection_errors as error:  # Redis itself, reached only now
+                raise BrokerOperationalError(str(error)) from error
     except (KombuError, BrokerOperationalError, OSError) as error:
         log.warning("could not count the waiting searches: %s", error)
         raise BrokerUnavailable("the task queue is not reachable: try again in a moment") from error
