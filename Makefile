@@ -36,6 +36,7 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff check --fix .
@@ -58,4 +59,4 @@ bench-load: install
 	$(BIN)/python bench/load.py
 
 clean:
-	rm -rf $(VENV) .coverage .coverage.* htmlcov .pytest_cache .ruff_cache test-output
+	rm -rf $(VENV) .coverage .coverage.* htmlcov .pytest_cache .ruff_cache .mypy_cache test-output

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from nimble_fixtures import API_KEY, Simulator, people
 
+from contactbook.errors import ConfigurationError
 from contactbook.nimble import sync
 from contactbook.nimble.simulator import FaultPlan, person_resource
 from contactbook.nimble.sync import (
@@ -399,6 +400,16 @@ def test_run_sync_reads_its_settings(conn, make_settings, sim: Simulator) -> Non
 def test_run_sync_without_a_key_is_skipped(conn, make_settings) -> None:
     with pytest.raises(SyncSkipped, match="NIMBLE_API_KEY is not set"):
         run_sync(make_settings(nimble_api_key=None), full=True)
+    assert runs(conn) == []
+
+
+def test_run_sync_starts_no_database_of_its_own(conn, make_settings) -> None:
+    # The entry points (the CLI, the worker) start the embedded database and export its
+    # URL; the sync, domain code, is handed a database and starts none.
+    settings = make_settings(database_url=None, nimble_api_key=API_KEY)
+    with pytest.raises(ConfigurationError, match="DATABASE_URL is not set"):
+        run_sync(settings, full=True)
+    assert not (settings.contactbook_home / "postgres").exists()
     assert runs(conn) == []
 
 

@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from starlette.responses import JSONResponse
@@ -340,15 +340,18 @@ def bounded_http(
     *,
     head_timeout: float = DEFAULT_HEAD_TIMEOUT,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
-) -> Callable[..., Any]:
+) -> type[asyncio.Protocol]:
     """The ``http=`` protocol for ``uvicorn.run``/``uvicorn.Config``; picklable, so
     ``--workers N`` can hand it to its worker processes."""
-    return functools.partial(
+    protocol = functools.partial(
         BoundedHttpToolsProtocol,
         max_header_bytes=max_header_bytes,
         head_timeout=head_timeout,
         max_connections=max_connections,
     )
+    # uvicorn types `http=` as a protocol class but only ever calls it to make each
+    # connection's protocol; a partial does that and, unlike a class made here, pickles.
+    return cast("type[asyncio.Protocol]", protocol)
 
 
 def connection_cap(configured: int) -> int:

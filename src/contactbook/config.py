@@ -11,7 +11,7 @@ import platformdirs
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from contactbook.errors import InvalidSetting
+from contactbook.errors import ConfigurationError, InvalidSetting
 
 SAMPLE_CSV = Path(__file__).parent / "contacts" / "sample_contacts.csv"
 #: Nimble's support article "Generate an API key to access the Nimble API": requests made
@@ -120,6 +120,18 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        """DATABASE_URL once an entry point has resolved it: the CLI starts the embedded
+        database when it is unset and exports its URL (`export_service_urls`) before the
+        API, a worker or a command uses it."""
+        if self.database_url is None:
+            raise ConfigurationError(
+                "DATABASE_URL is not set: start Contact Book with the `contactbook` command "
+                "(it starts the embedded database), or set DATABASE_URL"
+            )
+        return self.database_url
 
     @property
     def initial_csv(self) -> Path:

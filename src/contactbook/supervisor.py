@@ -132,15 +132,16 @@ class Supervisor:
     def _check_children(self) -> None:
         now = self._clock()
         for child in self._children:
-            if child.process is not None and child.process.poll() is not None:
-                self._on_death(child, now)
+            process = child.process
+            if process is not None and process.poll() is not None:
+                self._on_death(child, process, now)
                 if self.failure is not None:
                     return
             if child.restart_at is not None and now >= child.restart_at:
                 self._start(child)
 
-    def _on_death(self, child: _Child, now: float) -> None:
-        process, child.process = child.process, None
+    def _on_death(self, child: _Child, process: subprocess.Popen, now: float) -> None:
+        child.process = None
         _kill_session(process.pid)  # what it left behind (uvicorn workers, a pool)
         how = _how_it_ended(process.returncode)
         if now - child.started_at >= self._stable_after:
@@ -164,20 +165,20 @@ class Supervisor:
 
     def _stop_all(self) -> None:
         log.info("stopping")
-        running = [c for c in self._children if c.process is not None]
-        for child in running:
-            if child.process.poll() is None:
-                child.process.terminate()
+        running = [(c, c.process) for c in self._children if c.process is not None]
+        for _, process in running:
+            if process.poll() is None:
+                process.terminate()
         deadline = time.monotonic() + STOP_TIMEOUT
-        for child in running:
+        for child, process in running:
             try:
-                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 log.warning("%s did not stop in time; killing it", child.name)
-                _kill_session(child.process.pid)
-                child.process.wait()
+                _kill_session(process.pid)
+                process.wait()
             else:
-                _kill_session(child.process.pid)
+                _kill_session(process.pid)
 
 
 def _kill_session(leader: int) -> None:

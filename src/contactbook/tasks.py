@@ -44,7 +44,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from celery import Celery, bootsteps, states
@@ -53,7 +53,7 @@ from celery.exceptions import Ignore
 from celery.schedules import crontab
 from kombu.exceptions import ChannelError, KombuError
 from kombu.exceptions import OperationalError as BrokerOperationalError
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 
 from contactbook import db, errors
 from contactbook.config import Settings, get_settings
@@ -61,6 +61,9 @@ from contactbook.contacts.uploads import uploads_dir
 from contactbook.db.replica import ReadRouter, create_read_router
 from contactbook.logging import install_celery_logging
 from contactbook.metrics import install_celery_metrics, record_search
+
+if TYPE_CHECKING:
+    from contactbook.db import DictConnection
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +140,7 @@ class ContactBookCelery(Celery):
         super().__init__("contactbook", set_as_current=False, **kwargs)
         self.settings = settings
         self.submit_only = submit_only
-        self._search_pool: ConnectionPool | None = None
+        self._search_pool: db.DictPool | None = None
         self._search_reads: ReadRouter | None = None
         self._search_pool_pid = 0
         self._search_pool_lock = threading.Lock()
@@ -159,7 +162,7 @@ class ContactBookCelery(Celery):
                 # A pool inherited from the parent of a prefork child holds the parent's
                 # sockets and threads: start a new one in each process.
                 self._search_pool = db.create_pool(
-                    self.settings.database_url,
+                    self.settings.resolved_database_url,
                     size=self.settings.db_pool_size,
                     timeout=self.settings.db_pool_timeout,
                     statement_timeout=self.settings.db_statement_timeout,
@@ -185,7 +188,8 @@ class ContactBookCelery(Celery):
                 self._queue_monitor.close()
                 self._queue_monitor = None
             if self._search_pool is not None and self._search_pool_pid == os.getpid():
-                self._search_reads.close()
+                if self._search_reads is not None:  # made together with the pool
+                    self._search_reads.close()
                 self._search_pool.close()
             self._search_pool = self._search_reads = None
         super().close()
@@ -307,6 +311,9 @@ def create_celery_app(settings: Settings, *, submit_only: bool = False) -> Conta
     install_celery_metrics(app)
     app.steps["worker"].add(WorkerHeartbeat)
     return app
+
+
+celery_app: ContactBookCelery  # no value until first use: see __getattr__
 
 
 def __getattr__(name: str) -> Any:
@@ -472,7 +479,7 @@ def _register_tasks(app: ContactBookCelery) -> None:
 
 
 def search_hits(
-    conn: psycopg.Connection,
+    conn: DictConnection,
     text: str,
     *,
     limit: int,
@@ -507,7 +514,7 @@ def import_file(
 
     is_upload = remove_after and path.resolve().parent == uploads_dir(settings)
     if is_upload and not path.exists():
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        with psycopg.connect(settings.resolved_database_url, autocommit=True) as conn:
             if run_id is not None and runs.status(conn, run_id) != "queued":
                 log.info("upload %s is gone: another delivery imported it", path.name)
                 raise Ignore()
@@ -529,7 +536,11 @@ def import_file(
         raise missing
     try:
         summary = import_csv(
-            settings.database_url, path, source=source, only_if_empty=only_if_empty, run_id=run_id
+            settings.resolved_database_url,
+            path,
+            source=source,
+            only_if_empty=only_if_empty,
+            run_id=run_id,
         )
     except RunNotQueued as taken:
         log.info("upload %s: %s (another delivery took it)", path.name, taken)
@@ -540,7 +551,7 @@ def import_file(
         raise
     except TRANSIENT_ERRORS:
         if run_id is not None:
-            _requeue_upload(settings.database_url, run_id)  # the retry claims it again
+            _requeue_upload(settings.resolved_database_url, run_id)  # the retry claims it again
         raise
     if is_upload:
         path.unlink(missing_ok=True)
@@ -597,7 +608,7 @@ def submit(
         # Remember first: a worker may finish before send_task returns.
         backend.set(_ISSUED_KEY.format(task_id=task_id), kind)
         app.send_task(task_name, kwargs=kwargs, task_id=task_id)
-    except (KombuError, BrokerOperationalError, OSError, *_backend_errors(app)) as error:
+    except (KombuError, BrokerOperationalError, OSError) + _backend_errors(app) as error:
         log.warning("could not queue %s: %s", task_name, error)
         raise BrokerUnavailable("the task queue is not reachable: try again in a moment") from error
     return task_id
@@ -658,7 +669,7 @@ def lookup(app: Celery, task_id: str) -> tuple[str | None, dict]:
         else:
             kind, payload = backend.get(keys[0]), backend.get(keys[1])
         meta = backend.decode_result(payload) if payload else None
-    except (OSError, *_backend_errors(app)) as error:
+    except (OSError,) + _backend_errors(app) as error:
         raise BrokerUnavailable("the result store is not reachable: try again") from error
     if isinstance(kind, bytes):
         kind = kind.decode()
@@ -674,9 +685,10 @@ def _runner_is_gone(app: Celery, started: object) -> bool:
     instance = started.get("worker_instance") if isinstance(started, dict) else None
     if not instance:
         return False  # recorded by an older version: nothing to tell by
+    unreachable: tuple[type[BaseException], ...] = (OSError, *_backend_errors(app))
     try:
         return app.backend.get(_ALIVE_KEY.format(instance=instance)) is None
-    except (OSError, *_backend_errors(app)) as error:
+    except unreachable as error:
         raise BrokerUnavailable("the result store is not reachable: try again") from error
 
 

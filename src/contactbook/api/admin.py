@@ -22,7 +22,7 @@ import re
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
@@ -32,10 +32,13 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect
 
 from contactbook import db, tasks
-from contactbook.api.deps import Admin, Pool, SettingsDep
-from contactbook.api.v2 import CeleryDep, TaskAccepted
-from contactbook.contacts import removed, runs, uploads
+from contactbook.api.common import TaskAccepted
+from contactbook.api.deps import Admin, CeleryDep, Pool, SettingsDep
+from contactbook.contacts import removed, runs, sync_runs, uploads
 from contactbook.errors import UnusableInput
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +47,7 @@ router = APIRouter(prefix="/api/v1", dependencies=[Admin], tags=["admin"])
 #: Room for multipart boundaries and part headers around the file itself.
 MULTIPART_OVERHEAD = 64 * 1024
 
-RECENT_SYNC_RUNS = """
-SELECT id, mode, status, started_at, finished_at, fetched, inserted, linked, updated,
-       removed, unchanged, error
-FROM sync_runs
-ORDER BY started_at DESC, id DESC
-LIMIT %(limit)s
-"""
-
-_ADMIN_RESPONSES = {
+_ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "No bearer token."},
     403: {"description": "Not the admin token, or no admin token configured."},
     503: {"description": "The task queue is not reachable."},
@@ -120,7 +115,7 @@ def list_sync_runs(
 ) -> list[dict]:
     """Recent sync runs, newest first, with their figures and errors."""
     with pool.connection() as conn:
-        return conn.execute(RECENT_SYNC_RUNS, {"limit": limit}).fetchall()
+        return sync_runs.recent_sync_runs(conn, limit=limit)
 
 
 class UndeleteRequest(BaseModel):
@@ -207,7 +202,7 @@ def task_status(task_id: str, celery: CeleryDep, pool: Pool) -> dict:
 )
 async def upload_import(
     request: Request, settings: SettingsDep, celery: CeleryDep, pool: Pool
-) -> TaskAccepted:
+) -> TaskAccepted | Response:
     """Upload a contacts CSV (a multipart `file` field, or the raw CSV as the body with
     `Content-Type: text/csv`); a worker imports it. Follow it with `GET /api/v1/tasks/{id}`.
 
@@ -322,7 +317,7 @@ class _MultipartCsv:
         self.limit = limit
         self.written = 0
         self.filename: str | None = None
-        self._out = None
+        self._out: BinaryIO | None = None
         self._in_file_part = False
         self._done_with_file = False
         self._header_field = b""
@@ -335,7 +330,7 @@ class _MultipartCsv:
                 422, f"the multipart form could not be read: {error}; use a shorter boundary"
             ) from error
 
-    def _callbacks(self) -> dict:
+    def _callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self._part_begin,
             "on_header_field": self._header_field_data,
@@ -404,6 +399,7 @@ class _MultipartCsv:
         self.written += end - start
         if self.written > self.limit:
             raise _too_large(self.limit)
+        assert self._out is not None  # opened with the file part's headers
         self._out.write(data[start:end])
 
     def _part_end(self) -> None:

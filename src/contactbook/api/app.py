@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-import threading
 from contextlib import asynccontextmanager
+from typing import Any
 
 import psycopg
 from fastapi import FastAPI, Request
@@ -19,10 +19,9 @@ from contactbook import __version__, db, tasks
 from contactbook.api import admin, docs, health, page, v1, v2
 from contactbook.asgi import AdmissionMiddleware, RelativeRedirectMiddleware
 from contactbook.config import Settings, get_settings
-from contactbook.contacts import repository
-from contactbook.contacts.importer import import_csv
 from contactbook.db.replica import ReadRouter, create_read_router, primary_unavailable
 from contactbook.errors import ContactBookError, QueryTimedOut
+from contactbook.initial_import import start_initial_import
 from contactbook.logging import AccessLogMiddleware, RequestIdMiddleware
 from contactbook.metrics import MetricsMiddleware
 
@@ -52,10 +51,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.pool.open(wait=False)
             await app.state.read_pool.open(wait=False)
         else:
-            db.wait_for_database(settings.database_url)
+            db.wait_for_database(settings.resolved_database_url)
             app.state.pool.open(wait=True, timeout=30)
             await app.state.read_pool.open(wait=True, timeout=30)
-        start_initial_import(app)
+        start_initial_import(settings, app.state.pool, app.state.celery)
         try:
             yield
         finally:
@@ -74,13 +73,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
-    pooled = {
+    pooled: db.PoolOptions = {
         "size": settings.db_pool_size,
         "timeout": settings.db_pool_timeout,
         "statement_timeout": settings.db_statement_timeout,
     }
-    app.state.pool = db.create_pool(settings.database_url, **pooled)
-    app.state.read_pool = db.create_async_pool(settings.database_url, **pooled)
+    app.state.pool = db.create_pool(settings.resolved_database_url, **pooled)
+    app.state.read_pool = db.create_async_pool(settings.resolved_database_url, **pooled)
     # Searches and contact reads go through this: the replica (DATABASE_READ_URL) while it
     # answers, the two pools above otherwise.
     app.state.reads = create_read_router(
@@ -117,49 +116,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def start_initial_import(app: FastAPI) -> None:
-    """Import the start-up CSV when the database has no contacts, on a Celery worker.
-
-    The worker's import decides "empty?" again under the import's advisory lock, so API
-    processes starting together import the file exactly once. Without a broker (none
-    configured, or not reachable now) the import runs in a thread of this process instead,
-    under the same lock.
-    """
-    settings: Settings = app.state.settings
-    try:
-        with app.state.pool.connection() as conn, conn.transaction():
-            db.without_statement_timeout(conn)  # wait out a restore rather than fail to start
-            if repository.has_any_contact(conn):
-                return
-    except (psycopg.OperationalError, ContactBookError) as error:
-        log.warning("start-up import skipped: the database is not reachable (%s)", error)
-        return
-    source = f"start-up import of {settings.initial_csv.name}"
-    if app.state.celery is not None:
-        try:
-            tasks.submit(
-                app.state.celery,
-                tasks.IMPORT_TASK,
-                kind=tasks.KIND_IMPORT,
-                path=str(settings.initial_csv),
-                source=source,
-                only_if_empty=True,
-            )
-            log.info("queued the %s on a worker", source)
-            return
-        except tasks.BrokerUnavailable:
-            log.warning("the task queue is not reachable: running the %s here", source)
-
-    def run() -> None:
-        try:
-            import_csv(settings.database_url, settings.initial_csv, source=source,
-                       only_if_empty=True)  # fmt: skip
-        except Exception:
-            log.exception("start-up import of %s failed", settings.initial_csv)
-
-    threading.Thread(target=run, name="initial-import", daemon=True).start()
-
-
 #: The 422 body this app sends (see `_install_error_handlers`): a readable `detail`, and
 #: the individual `errors` when the request itself did not validate.
 VALIDATION_ERROR_SCHEMA = {
@@ -177,13 +133,17 @@ def _describe_validation_errors(app: FastAPI) -> None:
     """Publish the 422 body as sent, not FastAPI's default (`detail` as a list of errors)."""
     build = app.openapi
 
-    def openapi() -> dict:
+    def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schemas = build().setdefault("components", {}).setdefault("schemas", {})
+            schema = build()  # FastAPI keeps it as app.openapi_schema
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
             schemas["HTTPValidationError"] = VALIDATION_ERROR_SCHEMA
+            return schema
         return app.openapi_schema
 
-    app.openapi = openapi
+    # FastAPI's documented way to extend the schema ("Extending OpenAPI") replaces the
+    # method on the instance, which mypy reports as assigning to a method.
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -211,7 +171,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def pool_exhausted(request: Request, error: PoolTimeout) -> JSONResponse:
         settings: Settings = request.app.state.settings
         if settings.database_read_url and not await run_in_threadpool(
-            _answers, settings.database_url
+            _answers, settings.resolved_database_url
         ):  # no connection for a write because the primary is away, not because it is busy
             return await database_down(request, error)
         return JSONResponse(
@@ -231,7 +191,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         # Reads that fall back raise their own errors (db/replica.py): this is the primary.
         settings: Settings = request.app.state.settings
         if settings.database_read_url:
-            detail = primary_unavailable(settings.database_url).message
+            detail = primary_unavailable(settings.resolved_database_url).message
         else:
             detail = "the database is not reachable: try again in a moment"
         return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "5"})

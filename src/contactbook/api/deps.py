@@ -1,16 +1,20 @@
-"""Typed dependencies shared by the routers: settings, the connection pool, auth."""
+"""Typed dependencies shared by the routers: settings, the connection pools, the Celery
+client, auth."""
 
 from __future__ import annotations
 
 import hmac
 from typing import Annotated
 
+from celery import Celery
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from contactbook.config import Settings
+from contactbook.db import AsyncDictConnection, DictConnection
 from contactbook.db.replica import ReadRouter
+from contactbook.tasks import BrokerUnavailable
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -23,7 +27,7 @@ async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-async def get_pool(request: Request) -> ConnectionPool:
+async def get_pool(request: Request) -> ConnectionPool[DictConnection]:
     """The connection pool. Endpoints take a connection with ``pool.connection()`` in
     their own body, never through a dependency: FastAPI enters a dependency and runs the
     endpoint on two different threads of its 40, so under load every thread could be
@@ -32,9 +36,19 @@ async def get_pool(request: Request) -> ConnectionPool:
     return request.app.state.pool
 
 
-async def get_read_pool(request: Request) -> AsyncConnectionPool:
+async def get_read_pool(request: Request) -> AsyncConnectionPool[AsyncDictConnection]:
     """The async pool the read endpoints use on the event loop (see db.create_async_pool)."""
     return request.app.state.read_pool
+
+
+async def get_celery(request: Request) -> Celery:  # async: no thread hop per poll
+    """The app's Celery client; 503 when no broker is configured (REDIS_URL unset)."""
+    celery = request.app.state.celery
+    if celery is None:
+        raise BrokerUnavailable(
+            "no task queue is configured: set REDIS_URL (or CELERY_BROKER_URL) for this API"
+        )
+    return celery
 
 
 async def get_reads(request: Request) -> ReadRouter:
@@ -108,10 +122,11 @@ async def require_metrics_reader(
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this token is not the metrics token")
 
 
-Pool = Annotated[ConnectionPool, Depends(get_pool)]
-ReadPool = Annotated[AsyncConnectionPool, Depends(get_read_pool)]
+Pool = Annotated[ConnectionPool[DictConnection], Depends(get_pool)]
+ReadPool = Annotated[AsyncConnectionPool[AsyncDictConnection], Depends(get_read_pool)]
 Reads = Annotated[ReadRouter, Depends(get_reads)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+CeleryDep = Annotated[Celery, Depends(get_celery)]
 Reader = Depends(require_reader)
 Admin = Depends(require_admin)
 MetricsReader = Depends(require_metrics_reader)

@@ -15,37 +15,17 @@ import orjson
 from fastapi import APIRouter, HTTPException, Query, Response
 
 from contactbook import metrics
+from contactbook.api.common import Company, Limit, Offset, SearchText, Tags
 from contactbook.api.deps import Reader, Reads
 from contactbook.contacts import removed as removed_contacts
-from contactbook.contacts import repository
+from contactbook.contacts import repository, sync_runs
 from contactbook.contacts.schemas import Contact, SearchHit, Stats
 from contactbook.contacts.search import (
-    MAX_LIMIT,
-    MAX_OFFSET,
     prepare_search,
     search_contacts_async,
 )
 
 router = APIRouter(prefix="/api/v1", dependencies=[Reader], tags=["v1"])
-
-SearchText = Annotated[
-    str | None,
-    Query(description="What to find: names, email or its parts, bio words. 1-200 characters."),
-]
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Results per page (1-100).")]
-Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Results to skip.")]
-Tags = Annotated[
-    list[str] | None,
-    Query(
-        alias="tag",
-        description="Only contacts with this tag (any case); repeat it for several, "
-        "every one must be present.",
-    ),
-]
-Company = Annotated[
-    str | None,
-    Query(description="Only contacts of this company: the whole name, any case or accents."),
-]
 
 
 def json_response(payload: object, headers: dict[str, str] | None = None) -> Response:
@@ -138,7 +118,7 @@ def stats(reads: Reads) -> Stats:
     """How many contacts there are and when the last sync succeeded."""
 
     def figures(conn) -> tuple:
-        return repository.last_successful_sync(conn), repository.count_live_contacts(conn)
+        return sync_runs.last_successful_sync(conn), repository.count_live_contacts(conn)
 
     last_sync, contacts = reads.run(figures)
     return Stats(contacts=contacts, last_sync=last_sync.isoformat() if last_sync else None)

@@ -10,37 +10,19 @@ never issued, the status is 404.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Any, TypedDict
 
-from celery import Celery
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from contactbook import tasks
-from contactbook.api.deps import Reader
-from contactbook.api.v1 import Company, Limit, Offset, SearchText, Tags
+from contactbook.api.common import Company, Limit, Offset, SearchText, Tags, TaskAccepted
+from contactbook.api.deps import CeleryDep, Reader
 from contactbook.contacts.schemas import SearchHit
 from contactbook.contacts.search import prepare_search, validate_search
 
 router = APIRouter(prefix="/api/v2", dependencies=[Reader], tags=["v2"])
-
-
-async def get_celery(request: Request) -> Celery:  # async: no thread hop per poll
-    """The app's Celery client; 503 when no broker is configured (REDIS_URL unset)."""
-    celery = request.app.state.celery
-    if celery is None:
-        raise tasks.BrokerUnavailable(
-            "no task queue is configured: set REDIS_URL (or CELERY_BROKER_URL) for this API"
-        )
-    return celery
-
-
-CeleryDep = Annotated[Celery, Depends(get_celery)]
-
-
-class TaskAccepted(BaseModel):
-    task_id: str = Field(description="Poll /api/v2/search/status/{task_id} for the outcome.")
 
 
 class SearchStatus(BaseModel):
@@ -52,7 +34,7 @@ class SearchStatus(BaseModel):
     error: str | None = Field(description="With FAILURE: what went wrong.")
 
 
-_SUBMIT_RESPONSES = {
+_SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"description": "Blank or too long text, or limit/offset out of range."},
     503: {
         "description": "The task queue is not reachable, or SEARCH_QUEUE_LIMIT searches are "
@@ -61,7 +43,13 @@ _SUBMIT_RESPONSES = {
 }
 
 
-_SUBMIT = {
+class _SubmitRoute(TypedDict):
+    status_code: int
+    response_model: type[BaseModel]
+    responses: dict[int | str, dict[str, Any]]
+
+
+_SUBMIT: _SubmitRoute = {
     "status_code": status.HTTP_202_ACCEPTED,
     "response_model": TaskAccepted,
     "responses": _SUBMIT_RESPONSES,

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from contactbook.db import one_row
+
 log = logging.getLogger(__name__)
 
 #: COPY streams, each on a connection of its own: one per core of a small server, and
@@ -177,7 +179,7 @@ def load_empty_table(
         lock_conn.execute(CREATE_LOADING_TABLE)
     try:
         with lock_conn.transaction():
-            first_id = lock_conn.execute(FIRST_ID).fetchone()[0]
+            first_id = one_row(lock_conn.execute(FIRST_ID))[0]
         started = time.monotonic()
         lines = _copy_rows(database_url, columns, rows, first_id)
         copied = time.monotonic()

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -28,6 +29,7 @@ from contactbook.contacts.csv_reader import (
     SkippedRow,
     UnusableCsvError,
 )
+from contactbook.db import one_row
 
 log = logging.getLogger(__name__)
 
@@ -166,10 +168,11 @@ ORDER BY l.line
 """
 
 # Held by the importing session from the "empty?" check to the end: an empty-table
-# load spans several transactions (contacts/bulk_load.py). A sync takes the same key
-# for its transaction.
+# load spans several transactions (contacts/bulk_load.py). A sync and an undelete take
+# the same key for their transaction (`lock_out_imports`).
 LOCK_IMPORTS = "SELECT pg_advisory_lock(%(key)s)"
 UNLOCK_IMPORTS = "SELECT pg_advisory_unlock(%(key)s)"
+LOCK_IMPORTS_FOR_TRANSACTION = "SELECT pg_advisory_xact_lock(%(key)s)"
 
 TABLE_IS_EMPTY = "SELECT NOT EXISTS (SELECT 1 FROM contacts) AS empty"
 
@@ -268,7 +271,7 @@ def import_csv(
             try:
                 with conn.transaction():
                     conn.execute(LOCK_IMPORTS, {"key": IMPORT_LOCK_KEY})
-                    empty = conn.execute(TABLE_IS_EMPTY).fetchone()[0]
+                    empty = one_row(conn.execute(TABLE_IS_EMPTY))[0]
                 if only_if_empty and not empty:
                     summary.performed = False
                 elif empty:
@@ -410,8 +413,8 @@ def _merge(conn: psycopg.Connection, summary: ImportSummary, progress: Progress 
     step(0)
     conn.execute(CREATE_LATEST)
     step(1)
-    summary.table_rows = conn.execute(TABLE_ROWS).fetchone()[0]
-    staged = conn.execute("SELECT count(*) FROM import_latest").fetchone()[0]
+    summary.table_rows = one_row(conn.execute(TABLE_ROWS))[0]
+    staged = one_row(conn.execute("SELECT count(*) FROM import_latest"))[0]
     if staged < INDEX_LOOKUPS_BELOW_SHARE * summary.table_rows:
         conn.execute(MATCH_BY_INDEX)
     for line, kept_line in conn.execute(DUPLICATE_ROWS):
@@ -419,14 +422,20 @@ def _merge(conn: psycopg.Connection, summary: ImportSummary, progress: Progress 
     summary.skipped.sort(key=lambda row: row.line)
     conn.execute(CREATE_MATCHES)
     step(2)
-    matched = conn.execute(
-        "SELECT count(contact_id) FROM import_matches"  # counts non-null ids only
-    ).fetchone()[0]
+    matched = one_row(
+        conn.execute("SELECT count(contact_id) FROM import_matches")  # non-null ids only
+    )[0]
     summary.updated = conn.execute(UPDATE_MATCHED).rowcount
     step(3)
     summary.unchanged = matched - summary.updated
     summary.inserted = conn.execute(INSERT_UNMATCHED).rowcount
     step(MERGE_STEPS)
+
+
+def lock_out_imports(conn: psycopg.Connection[Any]) -> None:
+    """Wait for a running import to finish, and keep the next one waiting until this
+    transaction ends (call it inside `conn.transaction()`)."""
+    conn.execute(LOCK_IMPORTS_FOR_TRANSACTION, {"key": IMPORT_LOCK_KEY})
 
 
 class RunNotQueued(Exception):

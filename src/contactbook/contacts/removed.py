@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import psycopg
 from psycopg import sql
 
-from contactbook.contacts.importer import IMPORT_LOCK_KEY
+from contactbook.contacts.importer import lock_out_imports
 from contactbook.contacts.repository import CONTACT_COLUMNS
+from contactbook.db import DictConnection, one_row
 
 LIST_REMOVED_CONTACTS = sql.SQL("""
 SELECT {columns} FROM contacts
@@ -34,10 +34,6 @@ SELECT {columns}
 FROM contacts WHERE deleted_at IS NOT NULL ORDER BY id
 """).format(columns=CONTACT_COLUMNS)
 
-# Waits for a running import or sync (they hold this lock for their transaction), so a
-# contact is never brought back in the middle of a run that is removing it.
-LOCK_IMPORTS = "SELECT pg_advisory_xact_lock(%(key)s)"
-
 UNDELETE_CONTACTS = """
 UPDATE contacts SET deleted_at = NULL, updated_at = now()
 WHERE deleted_at IS NOT NULL AND id = ANY(%(ids)s)
@@ -51,15 +47,15 @@ RETURNING id
 """
 
 
-def list_removed_contacts(conn: psycopg.Connection, *, limit: int, offset: int) -> list[dict]:
+def list_removed_contacts(conn: DictConnection, *, limit: int, offset: int) -> list[dict]:
     return conn.execute(LIST_REMOVED_CONTACTS, {"limit": limit, "offset": offset}).fetchall()
 
 
-def count_removed_contacts(conn: psycopg.Connection) -> int:
-    return conn.execute(COUNT_REMOVED_CONTACTS).fetchone()["n"]
+def count_removed_contacts(conn: DictConnection) -> int:
+    return one_row(conn.execute(COUNT_REMOVED_CONTACTS))["n"]
 
 
-def iter_removed_contacts(conn: psycopg.Connection) -> Iterator[dict]:
+def iter_removed_contacts(conn: DictConnection) -> Iterator[dict]:
     """Every removed contact in id order, streamed with a server-side cursor."""
     with conn.cursor(name="export_removed_contacts") as cursor:
         cursor.itersize = 2000
@@ -67,12 +63,15 @@ def iter_removed_contacts(conn: psycopg.Connection) -> Iterator[dict]:
         yield from cursor
 
 
-def undelete_contacts(conn: psycopg.Connection, ids: list[int] | None) -> list[int]:
+def undelete_contacts(conn: DictConnection, ids: list[int] | None) -> list[int]:
     """Bring back the removed contacts among `ids` (every removed contact for None) in one
     transaction; return the ids brought back, in order. Ids that are not removed
     contacts are left alone."""
     with conn.transaction():
-        conn.execute(LOCK_IMPORTS, {"key": IMPORT_LOCK_KEY})
+        # Waits for a running import or sync (a sync holds this lock for its
+        # transaction), so a contact is never brought back in the middle of a run that
+        # is removing it.
+        lock_out_imports(conn)
         if ids is None:
             rows = conn.execute(UNDELETE_ALL_CONTACTS).fetchall()
         else:

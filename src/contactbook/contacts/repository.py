@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import psycopg
 from psycopg import sql
+
+from contactbook.db import DictConnection, one_row
 
 #: A contact as the API shows it (`schemas.Contact`, in its field order): the one list of
 #: its columns, for every statement that reads contacts.
@@ -77,17 +78,13 @@ COUNT_LIMIT = 10_000
 
 HAS_ANY_CONTACT = "SELECT EXISTS (SELECT 1 FROM contacts) AS found"
 
-LAST_SUCCESSFUL_SYNC = """
-SELECT max(finished_at) AS finished_at FROM sync_runs WHERE status = 'succeeded'
-"""
-
 EXPORT_CONTACTS = sql.SQL("""
 SELECT {columns}
 FROM contacts WHERE deleted_at IS NULL ORDER BY id
 """).format(columns=CONTACT_COLUMNS)
 
 
-def get_contact(conn: psycopg.Connection, contact_id: int) -> dict | None:
+def get_contact(conn: DictConnection, contact_id: int) -> dict | None:
     return conn.execute(GET_CONTACT, {"id": contact_id}).fetchone()
 
 
@@ -109,7 +106,7 @@ class ContactList:
 
 
 def list_contacts(
-    conn: psycopg.Connection,
+    conn: DictConnection,
     *,
     limit: int,
     offset: int,
@@ -122,29 +119,25 @@ def list_contacts(
     if not tags and not company:
         total = count_live_contacts(conn)
         return ContactList(total, conn.execute(LIST_CONTACTS, params).fetchall())
-    plan = conn.execute(ESTIMATE_FILTERED, params).fetchone()["QUERY PLAN"]
+    plan = one_row(conn.execute(ESTIMATE_FILTERED, params))["QUERY PLAN"]
     expected = int(plan[0]["Plan"]["Plan Rows"])
     if expected > COUNT_LIMIT:
         return ContactList(expected, conn.execute(LIST_MANY_FILTERED, params).fetchall())
-    total = conn.execute(COUNT_FILTERED, params).fetchone()["n"]
+    total = one_row(conn.execute(COUNT_FILTERED, params))["n"]
     if total <= offset:
         return ContactList(total, [])
     return ContactList(total, conn.execute(LIST_FEW_FILTERED, params).fetchall())
 
 
-def count_live_contacts(conn: psycopg.Connection) -> int:
-    return conn.execute(COUNT_LIVE_CONTACTS).fetchone()["n"]
+def count_live_contacts(conn: DictConnection) -> int:
+    return one_row(conn.execute(COUNT_LIVE_CONTACTS))["n"]
 
 
-def has_any_contact(conn: psycopg.Connection) -> bool:
-    return conn.execute(HAS_ANY_CONTACT).fetchone()["found"]
+def has_any_contact(conn: DictConnection) -> bool:
+    return one_row(conn.execute(HAS_ANY_CONTACT))["found"]
 
 
-def last_successful_sync(conn: psycopg.Connection):
-    return conn.execute(LAST_SUCCESSFUL_SYNC).fetchone()["finished_at"]
-
-
-def iter_live_contacts(conn: psycopg.Connection) -> Iterator[dict]:
+def iter_live_contacts(conn: DictConnection) -> Iterator[dict]:
     """Every live contact in id order, streamed with a server-side cursor."""
     with conn.cursor(name="export_contacts") as cursor:
         cursor.itersize = 2000

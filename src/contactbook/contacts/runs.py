@@ -112,12 +112,12 @@ FROM import_runs WHERE task_id = %(task_id)s
 """
 
 
-def _execute(conn: psycopg.Connection, statement: str, params: dict | None = None):
+def _execute(conn: psycopg.Connection[Any], statement: str, params: dict | None = None):
     # Plain rows whatever the connection's row factory (the API's pool gives dicts).
     return conn.cursor(row_factory=tuple_row).execute(statement, params)
 
 
-def close_abandoned(conn: psycopg.Connection) -> tuple[int, int]:
+def close_abandoned(conn: psycopg.Connection[Any]) -> tuple[int, int]:
     """Put abandoned uploads back in the queue, close other abandoned runs as failed;
     returns how many of each."""
     requeued = _execute(conn, REQUEUE_ABANDONED_UPLOADS).rowcount
@@ -125,19 +125,19 @@ def close_abandoned(conn: psycopg.Connection) -> tuple[int, int]:
     return requeued, closed
 
 
-def start(conn: psycopg.Connection, source: str, importing_pid: int) -> int:
+def start(conn: psycopg.Connection[Any], source: str, importing_pid: int) -> int:
     """A new `running` run for the session `importing_pid`; its id."""
     return _execute(conn, START_RUN, {"source": source, "pid": importing_pid}).fetchone()[0]
 
 
-def claim_upload(conn: psycopg.Connection, run_id: int, importing_pid: int) -> bool:
+def claim_upload(conn: psycopg.Connection[Any], run_id: int, importing_pid: int) -> bool:
     """Make a queued upload `running` for the session `importing_pid`; False when it is
     not queued (taken by another delivery, or ended)."""
     return _execute(conn, CLAIM_UPLOAD, {"id": run_id, "pid": importing_pid}).fetchone() is not None
 
 
 def finish(
-    conn: psycopg.Connection, run_id: int, *, status: str, error: str | None, **figures: Any
+    conn: psycopg.Connection[Any], run_id: int, *, status: str, error: str | None, **figures: Any
 ) -> None:
     """End a run: `figures` are rows_read, inserted, updated, skipped, problems (a list of
     {line, problem}) and problem_count."""
@@ -145,55 +145,55 @@ def finish(
     _execute(conn, FINISH_RUN, {"id": run_id, "status": status, "error": error, **values})
 
 
-def already_imported(conn: psycopg.Connection, source: str) -> bool:
+def already_imported(conn: psycopg.Connection[Any], source: str) -> bool:
     return _execute(conn, SUCCEEDED_IMPORT, {"source": source}).fetchone()[0]
 
 
-def status(conn: psycopg.Connection, run_id: int) -> str | None:
+def status(conn: psycopg.Connection[Any], run_id: int) -> str | None:
     row = _execute(conn, RUN_STATUS, {"id": run_id}).fetchone()
     return None if row is None else row[0]
 
 
-def queue_upload(conn: psycopg.Connection, *, source: str, path: str, task_id: str) -> int:
+def queue_upload(conn: psycopg.Connection[Any], *, source: str, path: str, task_id: str) -> int:
     """Record an accepted upload as queued (before its task is sent); its run id."""
     params = {"source": source, "path": path, "task_id": task_id}
     return _execute(conn, QUEUE_UPLOAD, params).fetchone()[0]
 
 
-def forget_upload(conn: psycopg.Connection, run_id: int) -> None:
+def forget_upload(conn: psycopg.Connection[Any], run_id: int) -> None:
     """Remove the record of an upload whose task could not be sent (it was refused)."""
     _execute(conn, FORGET_UPLOAD, {"id": run_id})
 
 
-def requeue_upload(conn: psycopg.Connection, run_id: int) -> None:
+def requeue_upload(conn: psycopg.Connection[Any], run_id: int) -> None:
     """An upload whose import failed for a moment (the database went away) waits again."""
     _execute(conn, REQUEUE_UPLOAD, {"id": run_id})
 
 
-def untaken_uploads(conn: psycopg.Connection, seconds: float) -> list[tuple]:
+def untaken_uploads(conn: psycopg.Connection[Any], seconds: float) -> list[tuple]:
     """(id, task_id, upload_path, source, attempts) of uploads queued, and not taken,
     for more than `seconds` since they were last sent."""
     return _execute(conn, UNTAKEN_UPLOADS, {"seconds": seconds}).fetchall()
 
 
-def mark_sent(conn: psycopg.Connection, run_id: int) -> None:
+def mark_sent(conn: psycopg.Connection[Any], run_id: int) -> None:
     _execute(conn, MARK_SENT, {"id": run_id})
 
 
-def give_up(conn: psycopg.Connection, run_id: int, error: str) -> None:
+def give_up(conn: psycopg.Connection[Any], run_id: int, error: str) -> None:
     _execute(conn, GIVE_UP, {"id": run_id, "error": error})
 
 
-def ended_uploads(conn: psycopg.Connection) -> list[tuple[int, str]]:
+def ended_uploads(conn: psycopg.Connection[Any]) -> list[tuple[int, str]]:
     """(id, upload_path) of ended uploads whose file is still kept."""
     return _execute(conn, ENDED_UPLOADS).fetchall()
 
 
-def upload_removed(conn: psycopg.Connection, run_id: int) -> None:
+def upload_removed(conn: psycopg.Connection[Any], run_id: int) -> None:
     _execute(conn, UPLOAD_REMOVED, {"id": run_id})
 
 
-def kept_uploads(conn: psycopg.Connection) -> set[str]:
+def kept_uploads(conn: psycopg.Connection[Any]) -> set[str]:
     """The paths of every upload file a run still needs or has not cleaned up."""
     return {row[0] for row in _execute(conn, KEPT_UPLOADS)}
 
@@ -203,7 +203,7 @@ _TASK_STATUS = {"queued": "PENDING", "running": "STARTED", "succeeded": "SUCCESS
                 "failed": "FAILURE"}  # fmt: skip
 
 
-def task_status(conn: psycopg.Connection, task_id: str) -> dict | None:
+def task_status(conn: psycopg.Connection[Any], task_id: str) -> dict | None:
     """`{task_id, status, result, error}` of an upload's task from its run (None: no
     upload has this task id): the answer outlives the task's result in Redis."""
     row = _execute(conn, RUN_BY_TASK, {"task_id": task_id}).fetchone()

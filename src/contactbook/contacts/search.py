@@ -19,11 +19,13 @@ import html
 import re
 import unicodedata
 from dataclasses import dataclass, field
-
-import psycopg
+from typing import TYPE_CHECKING
 
 from contactbook.contacts.repository import clean_filters
 from contactbook.errors import UnusableInput
+
+if TYPE_CHECKING:
+    from contactbook.db import AsyncDictConnection, DictConnection
 
 MAX_TEXT_LENGTH = 200
 MAX_TAGS = 20
@@ -128,7 +130,7 @@ def prepare_search(
 
 
 def search_contacts(
-    conn: psycopg.Connection,
+    conn: DictConnection,
     text: str | None,
     *,
     limit: int = 20,
@@ -147,9 +149,7 @@ def search_contacts(
     return shape_page(request, rows)
 
 
-async def search_contacts_async(
-    conn: psycopg.AsyncConnection, request: SearchRequest
-) -> SearchPage:
+async def search_contacts_async(conn: AsyncDictConnection, request: SearchRequest) -> SearchPage:
     """`search_contacts` for the async request path, from a prepared request."""
     if not request.words:
         return SearchPage(total=0, contacts=[])

@@ -81,7 +81,7 @@ def sweep_uploads(celery: Celery, settings: Settings) -> dict:
     """Send again the uploads no worker took, remove the files of ended runs (see the
     module docstring). Returns what it did, as counts."""
     done = {"resent": 0, "given_up": 0, "removed": 0, "orphans_removed": 0}
-    with db.connect(settings.database_url, autocommit=True) as conn:
+    with db.connect(settings.resolved_database_url, autocommit=True) as conn:
         requeued, _ = runs.close_abandoned(conn)
         if requeued:
             log.warning("%d upload(s) abandoned by a worker that died queued again", requeued)

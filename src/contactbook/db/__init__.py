@@ -13,11 +13,11 @@ import logging
 import re
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict, TypeVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 
 from contactbook.errors import ConfigurationError, DatabaseNotMigrated, DatabaseUnavailable
 
@@ -26,6 +26,26 @@ if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 log = logging.getLogger(__name__)
+
+#: What `connect` and the pools hand out: connections whose rows are dicts (`dict_row`).
+#: Annotate with these, not a bare `psycopg.Connection` (whose rows type as tuples).
+DictConnection: TypeAlias = psycopg.Connection[DictRow]
+AsyncDictConnection: TypeAlias = psycopg.AsyncConnection[DictRow]
+
+if TYPE_CHECKING:  # psycopg_pool is imported when a pool is made
+    DictPool: TypeAlias = ConnectionPool[DictConnection]
+    AsyncDictPool: TypeAlias = AsyncConnectionPool[AsyncDictConnection]
+
+Row = TypeVar("Row")
+
+
+class PoolOptions(TypedDict):
+    """The keyword arguments `create_pool` and `create_async_pool` share."""
+
+    size: int
+    timeout: float
+    statement_timeout: float
+
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -37,14 +57,23 @@ SCHEMA_MISSING = (
 )
 
 
-def connect(database_url: str, *, autocommit: bool = False) -> psycopg.Connection:
+def connect(database_url: str, *, autocommit: bool = False) -> DictConnection:
     """One connection whose rows are dicts."""
     return psycopg.connect(database_url, autocommit=autocommit, row_factory=dict_row)
 
 
+def one_row(cursor: psycopg.Cursor[Row]) -> Row:
+    """The row of a statement that always returns exactly one (an aggregate, `EXISTS`,
+    `INSERT … RETURNING`): `fetchone()` typed as a row rather than `Row | None`."""
+    row = cursor.fetchone()
+    if row is None:  # pragma: no cover - only a statement that returns no row gets here
+        raise LookupError("the statement returned no row")
+    return row
+
+
 def create_pool(
     database_url: str, *, size: int, timeout: float, statement_timeout: float = 0
-) -> ConnectionPool:
+) -> DictPool:
     """A pool of dict-row connections, opened by the caller (`pool.open()`).
 
     `statement_timeout` (seconds, 0 for none) bounds every statement run on its
@@ -53,13 +82,19 @@ def create_pool(
     from psycopg_pool import ConnectionPool
 
     bound = bound_statements(statement_timeout)
+
+    def configure(conn: DictConnection) -> None:
+        if bound is not None:
+            conn.execute(*bound)
+
     return ConnectionPool(
         database_url,
+        connection_class=DictConnection,
         min_size=min(2, size),
         max_size=size,
         timeout=timeout,
         kwargs={"row_factory": dict_row, "autocommit": True},
-        configure=(lambda conn: conn.execute(*bound)) if bound else None,
+        configure=configure if bound else None,
         open=False,
         name="contactbook",
     )
@@ -67,7 +102,7 @@ def create_pool(
 
 def create_async_pool(
     database_url: str, *, size: int, timeout: float, statement_timeout: float = 0
-) -> AsyncConnectionPool:
+) -> AsyncDictPool:
     """The API's pool for reads on the event loop, opened by the caller (`await pool.open()`).
 
     Requests use it without a thread hop: an endpoint awaits a connection, awaits the one
@@ -77,11 +112,13 @@ def create_async_pool(
 
     bound = bound_statements(statement_timeout)
 
-    async def configure(conn: psycopg.AsyncConnection) -> None:
-        await conn.execute(*bound)
+    async def configure(conn: AsyncDictConnection) -> None:
+        if bound is not None:
+            await conn.execute(*bound)
 
     return AsyncConnectionPool(
         database_url,
+        connection_class=AsyncDictConnection,
         min_size=min(2, size),
         max_size=size,
         timeout=timeout,
@@ -98,7 +135,7 @@ SET_STATEMENT_TIMEOUT = "SELECT set_config('statement_timeout', %(milliseconds)s
 LIFT_STATEMENT_TIMEOUT = "SELECT set_config('statement_timeout', '0', true)"
 
 
-def bound_statements(statement_timeout: float) -> tuple[str, dict] | None:
+def bound_statements(statement_timeout: float) -> tuple[str, dict[str, Any]] | None:
     """The statement that gives a pooled connection its `statement_timeout` (seconds;
     None for 0, no bound).
 
@@ -115,7 +152,7 @@ def bound_statements(statement_timeout: float) -> tuple[str, dict] | None:
     return SET_STATEMENT_TIMEOUT, {"milliseconds": str(milliseconds)}
 
 
-def without_statement_timeout(conn: psycopg.Connection) -> None:
+def without_statement_timeout(conn: DictConnection) -> None:
     """Lift a pooled connection's statement timeout until its transaction ends (call it
     inside `conn.transaction()`)."""
     conn.execute(LIFT_STATEMENT_TIMEOUT)

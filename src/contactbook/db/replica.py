@@ -36,13 +36,18 @@ import psycopg
 from psycopg_pool import PoolTimeout
 
 from contactbook import metrics
-from contactbook.db import create_async_pool, create_pool, describe_database, first_line
+from contactbook.db import (
+    PoolOptions,
+    create_async_pool,
+    create_pool,
+    describe_database,
+    first_line,
+)
 from contactbook.errors import DatabaseUnavailable
 
 if TYPE_CHECKING:
-    from psycopg_pool import AsyncConnectionPool, ConnectionPool
-
     from contactbook.config import Settings
+    from contactbook.db import AsyncDictConnection, AsyncDictPool, DictConnection, DictPool
 
 log = logging.getLogger(__name__)
 
@@ -208,10 +213,10 @@ class ReadRouter:
     def __init__(
         self,
         *,
-        primary: ConnectionPool,
-        primary_async: AsyncConnectionPool | None = None,
-        replica: ConnectionPool | None = None,
-        replica_async: AsyncConnectionPool | None = None,
+        primary: DictPool,
+        primary_async: AsyncDictPool | None = None,
+        replica: DictPool | None = None,
+        replica_async: AsyncDictPool | None = None,
         monitor: ReplicaMonitor | None = None,
     ) -> None:
         self.primary = primary
@@ -225,7 +230,7 @@ class ReadRouter:
     def has_replica(self) -> bool:
         return self.monitor is not None
 
-    def run(self, work: Callable[[psycopg.Connection], T]) -> T:
+    def run(self, work: Callable[[DictConnection], T]) -> T:
         """`work(connection)` on the replica, or on the primary when the replica is away."""
         if self.replica is not None and self._replica_in_use():
             if self._needs_check(self.replica):
@@ -243,7 +248,7 @@ class ReadRouter:
                 raise self._neither_answers() from error
             raise  # no replica involved: the API's handler names the database
 
-    async def run_async(self, work: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
+    async def run_async(self, work: Callable[[AsyncDictConnection], Awaitable[T]]) -> T:
         """`run` for the event loop, on the async pools."""
         if self.replica_async is not None and self._replica_in_use():
             if self._needs_check(self.replica_async):
@@ -335,8 +340,8 @@ class ReadRouter:
 def create_read_router(
     settings: Settings,
     *,
-    primary: ConnectionPool,
-    primary_async: AsyncConnectionPool | None = None,
+    primary: DictPool,
+    primary_async: AsyncDictPool | None = None,
     probe_interval: float = PROBE_INTERVAL,
 ) -> ReadRouter:
     """The router for these settings: replica pools (async ones too when `primary_async`
@@ -344,7 +349,7 @@ def create_read_router(
     read_url = settings.database_read_url
     if read_url is None:
         return ReadRouter(primary=primary, primary_async=primary_async)
-    pooled = {
+    pooled: PoolOptions = {
         "size": settings.db_pool_size,
         "timeout": settings.db_pool_timeout,
         "statement_timeout": settings.db_statement_timeout,

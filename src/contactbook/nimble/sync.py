@@ -70,7 +70,9 @@ import psycopg
 from psycopg.rows import tuple_row
 
 from contactbook import metrics
-from contactbook.contacts.importer import IMPORT_LOCK_KEY, NO_JIT
+from contactbook.contacts.importer import NO_JIT, lock_out_imports
+from contactbook.contacts.sync_runs import CLOSE_ABANDONED_RUNS, FINISH_RUN, LAST_SUCCESS, START_RUN
+from contactbook.db import one_row
 from contactbook.errors import ConfigurationError, Conflict, ContactBookError
 from contactbook.nimble.client import NimbleClient, RemoteContact
 from contactbook.nimble.errors import NimbleError
@@ -79,6 +81,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from contactbook.config import Settings
+    from contactbook.db import DictConnection
 logger = logging.getLogger(__name__)
 
 #: Session advisory lock held for a whole run (the CSV import uses 7_201_002).
@@ -138,29 +141,6 @@ class SyncSummary:
 
 TRY_LOCK = "SELECT pg_try_advisory_lock(%(key)s)"
 UNLOCK = "SELECT pg_advisory_unlock(%(key)s)"
-LOCK_IMPORTS = "SELECT pg_advisory_xact_lock(%(key)s)"
-
-# Only a process holding SYNC_LOCK_KEY runs syncs, so any run still marked running
-# while we hold it belongs to a process that died.
-CLOSE_ABANDONED_RUNS = """
-UPDATE sync_runs SET status = 'failed', finished_at = now(),
-    error = 'interrupted: the process running this sync stopped before it finished'
-WHERE status = 'running'
-"""
-
-LAST_SUCCESS = """
-SELECT max(started_at) AS any_mode, max(started_at) FILTER (WHERE mode = 'full') AS full_mode
-FROM sync_runs WHERE status = 'succeeded'
-"""
-
-START_RUN = "INSERT INTO sync_runs (mode) VALUES (%(mode)s) RETURNING id"
-
-FINISH_RUN = """
-UPDATE sync_runs SET finished_at = now(), status = %(status)s, error = %(error)s,
-    fetched = %(fetched)s, inserted = %(inserted)s, linked = %(linked)s,
-    updated = %(updated)s, removed = %(removed)s, unchanged = %(unchanged)s
-WHERE id = %(run_id)s
-"""
 
 #: People merged per batch: big enough that per-statement costs vanish, small enough
 #: that the database keeps pace with the download.
@@ -353,7 +333,7 @@ class RunOptions:
 
 
 def sync_contacts(
-    conn: psycopg.Connection,
+    conn: DictConnection,
     client: NimbleClient,
     *,
     full: bool,
@@ -382,7 +362,7 @@ def sync_contacts(
 
 
 def _run(
-    conn: psycopg.Connection,
+    conn: DictConnection,
     client: NimbleClient,
     *,
     full: bool,
@@ -472,7 +452,7 @@ def _check_removals(summary: SyncSummary, max_percent: float) -> None:
 
 
 @contextlib.contextmanager
-def _sync_lock(conn: psycopg.Connection) -> Iterator[None]:
+def _sync_lock(conn: DictConnection) -> Iterator[None]:
     with conn.transaction():
         locked = _scalar(conn, TRY_LOCK, {"key": SYNC_LOCK_KEY})
     if not locked:
@@ -486,12 +466,12 @@ def _sync_lock(conn: psycopg.Connection) -> Iterator[None]:
 
 
 def _plan(
-    conn: psycopg.Connection, *, full: bool, overlap: timedelta, full_after: timedelta | None
+    conn: DictConnection, *, full: bool, overlap: timedelta, full_after: timedelta | None
 ) -> tuple[Mode, datetime | None]:
     """The mode of this run and, for an incremental one, where its window starts."""
     with conn.transaction(), conn.cursor(row_factory=tuple_row) as cursor:
-        last_any, last_full = cursor.execute(LAST_SUCCESS).fetchone()
-        now = cursor.execute("SELECT now()").fetchone()[0]
+        last_any, last_full = one_row(cursor.execute(LAST_SUCCESS))
+        now = one_row(cursor.execute("SELECT now()"))[0]
     if full or last_any is None:
         return "full", None
     if full_after is not None and (last_full is None or now - last_full > full_after):
@@ -501,7 +481,7 @@ def _plan(
 
 
 def _apply(
-    conn: psycopg.Connection,
+    conn: DictConnection,
     client: NimbleClient,
     since: datetime | None,
     summary: SyncSummary,
@@ -512,7 +492,7 @@ def _apply(
     """Read every page and merge it, batch by batch, in the caller's transaction; raise
     (so the caller rolls back) unless the pages add up to ``meta.total``."""
     pages_read = 0
-    conn.execute(LOCK_IMPORTS, {"key": IMPORT_LOCK_KEY})
+    lock_out_imports(conn)
     # The merge statements are short and run thousands of times: JIT compiling them
     # (PostgreSQL's default above a cost the large table reaches) costs more than it saves.
     conn.execute(NO_JIT)
@@ -581,7 +561,7 @@ class _BatchWork:
 
 
 def _merge_batch(
-    conn: psycopg.Connection, batch: list[RemoteContact], summary: SyncSummary, work: _BatchWork
+    conn: DictConnection, batch: list[RemoteContact], summary: SyncSummary, work: _BatchWork
 ) -> None:
     with conn.cursor() as cursor, cursor.copy(COPY_BATCH) as copy:
         for contact in batch:
@@ -604,8 +584,8 @@ def _merge_batch(
     if work.known_ids or work.unlinked_rows:
         known = _scalar(conn, COUNT_KNOWN) if work.known_ids else 0
         params = {"find_known": work.known_ids, "find_links": work.unlinked_rows}
-        with conn.cursor(row_factory=tuple_row) as cursor:
-            linked, updated = cursor.execute(UPDATE_AND_LINK, params).fetchone()
+        with conn.cursor(row_factory=tuple_row) as counts:
+            linked, updated = one_row(counts.execute(UPDATE_AND_LINK, params))
         summary.updated += updated
         summary.unchanged += known - updated
         summary.linked += linked
@@ -614,7 +594,7 @@ def _merge_batch(
     conn.execute(EMPTY_BATCH)
 
 
-def _scalar(conn: psycopg.Connection, query: str, params: dict[str, Any] | None = None) -> Any:
+def _scalar(conn: DictConnection, query: str, params: dict[str, Any] | None = None) -> Any:
     with conn.cursor(row_factory=tuple_row) as cursor:
         row = cursor.execute(query, params).fetchone()
     return row[0] if row else None
@@ -630,14 +610,14 @@ def _describe(exc: BaseException) -> str:
 
 
 def _finish_run(
-    conn: psycopg.Connection, summary: SyncSummary, *, status: str, error: str | None
+    conn: psycopg.Connection[Any], summary: SyncSummary, *, status: str, error: str | None
 ) -> None:
     with conn.transaction():
         conn.execute(FINISH_RUN, {**summary.as_dict(), "status": status, "error": error})
 
 
 def _record_failure(
-    conn: psycopg.Connection, summary: SyncSummary, message: str, *, figures: bool = False
+    conn: DictConnection, summary: SyncSummary, message: str, *, figures: bool = False
 ) -> None:
     """Mark the run failed with the figures of what was read (nothing was applied), or
     with ``figures``, everything the run would have done (a refused removal)."""
@@ -675,8 +655,8 @@ def run_sync(
 ) -> SyncSummary:
     """Sync from the Nimble API configured in ``settings`` into the database.
 
-    The database is ``database_url``, else ``settings.database_url``, else the embedded
-    server under ``CONTACTBOOK_HOME`` (started for the run if it is not running).
+    The database is ``database_url``, else ``settings.database_url``: the entry points
+    (the CLI, the worker) resolve it, starting the embedded server when it is unset.
     ``SYNC_MAX_REMOVALS_PERCENT`` bounds a full run's removals unless ``allow_removals``.
     Raises :class:`SyncSkipped` when ``NIMBLE_API_KEY`` is unset.
     """
@@ -689,12 +669,7 @@ def run_sync(
     from contactbook import db
 
     with contextlib.ExitStack() as stack:
-        url = database_url or settings.database_url
-        if url is None:
-            from contactbook.embedded import embedded_services
-
-            services = embedded_services(settings, redis_needed=False)
-            url = stack.enter_context(services).database_url
+        url = database_url or settings.resolved_database_url
         client = stack.enter_context(
             NimbleClient(
                 settings.nimble_api_url,

@@ -9,9 +9,10 @@ MIGRATION_LOCK_KEY = 7_201_001
 
 
 def run_migrations_online() -> None:
-    engine = create_engine(
-        context.config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool
-    )
+    url = context.config.get_main_option("sqlalchemy.url")
+    if url is None:  # db.alembic_config always sets it
+        raise SystemExit("no database URL to migrate: run `contactbook db upgrade`")
+    engine = create_engine(url, poolclass=pool.NullPool)
     with engine.connect() as connection:
         context.configure(connection=connection, transaction_per_migration=False)
         with context.begin_transaction():
