@@ -249,3 +249,15 @@ def run_cli(cli_env: dict[str, str], tmp_path: Path) -> Callable[..., subprocess
         )
 
     return run
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A Redis of the test's own, which it may stop and start (and no worker listens on
+    until the test starts one)."""
+    server = EmbeddedRedis(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -71,16 +71,6 @@ def private_db(private_postgres) -> tuple[EmbeddedPostgres, str]:
     return server, url
 
 
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture(scope="module")
 def sim() -> Iterator[Simulator]:
     with simulator_server() as running:

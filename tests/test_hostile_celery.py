@@ -176,8 +176,8 @@ def test_a_search_past_its_statement_timeout_fails_once_with_a_clear_message(mak
     # Run in this thread, as the threads pool runs it: no signal can interrupt it, so
     # the database's statement_timeout is the limit (soft_time_limit did nothing here).
     import_csv(db_url, SAMPLE_CSV)
-    timed = f"{db_url}&options=-c%20statement_timeout%3D200"
-    app = tasks.create_celery_app(make_settings(database_url=timed, redis_url="redis://unused"))
+    settings = make_settings(redis_url="redis://unused", db_statement_timeout=0.2)
+    app = tasks.create_celery_app(settings)
     try:
         with psycopg.connect(db_url) as holder:
             holder.execute("LOCK TABLE contacts IN ACCESS EXCLUSIVE MODE")

@@ -7,12 +7,10 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psycopg
-import pytest
 import redis
 from celery_support import ADMIN_TOKEN, CELERY_WARNINGS, admin_headers, wait_for_task, wait_until
 from conftest import CONTACTBOOK
@@ -29,17 +27,6 @@ pytestmark = CELERY_WARNINGS
 PEOPLE = (
     "First Name,Last Name,Email\nGrace,Hopper,grace@navy.example\nEdsger,Dijkstra,ewd@tue.example\n"
 )
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    """A Redis no worker listens on (until the test starts one)."""
-    server = EmbeddedRedis(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def upload_runs(db_url: str) -> list[dict]:

@@ -44,12 +44,9 @@ async def call_observed(
 # -- redirects ----------------------------------------------------------------------------
 
 
-class RelativeRedirectMiddleware:
-    """Redirects name a path, never a host: Starlette's trailing-slash redirect builds
-    an absolute URL from the request's Host header, so `Host: evil.example` got
-    `location: http://evil.example/api/v1/search?…` (a cache or a careless proxy would
-    send other clients there). The location keeps its path and query only; leading
-    slashes are folded into one so the result cannot read as `//other.host/…`."""
+class HttpMiddleware:
+    """An ASGI middleware for HTTP requests: `handle` sees those, every other scope
+    (lifespan, websockets) goes straight to the app."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -58,6 +55,20 @@ class RelativeRedirectMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope: dict, receive: Any, send: Any) -> None:
+        raise NotImplementedError
+
+
+class RelativeRedirectMiddleware(HttpMiddleware):
+    """Redirects name a path, never a host: Starlette's trailing-slash redirect builds
+    an absolute URL from the request's Host header, so `Host: evil.example` got
+    `location: http://evil.example/api/v1/search?…` (a cache or a careless proxy would
+    send other clients there). The location keeps its path and query only; leading
+    slashes are folded into one so the result cannot read as `//other.host/…`."""
+
+    async def handle(self, scope: dict, receive: Any, send: Any) -> None:
 
         async def send_relative(message: dict) -> None:
             if message["type"] == "http.response.start" and 300 <= message["status"] < 400:

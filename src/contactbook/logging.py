@@ -42,7 +42,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
-from contactbook.asgi import call_observed
+from contactbook.asgi import HttpMiddleware, call_observed
 
 __all__ = [
     "REQUEST_ID_HEADER",
@@ -233,18 +233,12 @@ def redact_url(url: str) -> str:
 # --- HTTP ---------------------------------------------------------------------------------
 
 
-class RequestIdMiddleware:
+class RequestIdMiddleware(HttpMiddleware):
     """Give every HTTP request an id: the client's `X-Request-ID` when it is a plain token
     (up to 128 characters), a new one otherwise. The id goes into `request_id_var` (and so
     into every log line of the request) and back to the client in `X-Request-ID`."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: dict, receive: Any, send: Any) -> None:
         request_id = _request_id_from(scope) or uuid.uuid4().hex
         header = (REQUEST_ID_HEADER.lower().encode(), request_id.encode())
 

@@ -64,7 +64,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from contactbook.asgi import call_observed
+from contactbook.asgi import HttpMiddleware, call_observed
 
 __all__ = [
     "MetricsMiddleware",
@@ -201,7 +201,7 @@ def record_import(
 # --- HTTP ---------------------------------------------------------------------------------
 
 
-class MetricsMiddleware:
+class MetricsMiddleware(HttpMiddleware):
     """Count and time every HTTP request by method, route template and status.
 
     The route is the template of the matched route (`/api/v1/contacts/{contact_id}`), read
@@ -209,13 +209,7 @@ class MetricsMiddleware:
     scan of random URLs cannot blow up the number of series.
     """
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: dict, receive: Any, send: Any) -> None:
         await call_observed(
             self.app, scope, receive, send, functools.partial(_count_request, scope)
         )
