@@ -19,22 +19,11 @@ import json
 from collections.abc import Iterable
 from typing import TextIO
 
-from contactbook.contacts.csv_reader import FORMULA_STARTS
+from contactbook.contacts.csv_reader import FIELDS, FORMULA_STARTS
 from contactbook.contacts.schemas import Contact
 
-CSV_COLUMNS = (
-    "id",
-    "nimble_id",
-    "first_name",
-    "last_name",
-    "email",
-    "description",
-    "phones",
-    "title",
-    "company",
-    "location",
-    "tags",
-)
+#: The contact's fields as the importer reads them back, after its two ids.
+CSV_COLUMNS = ("id", "nimble_id", *FIELDS)
 LIST_SEPARATOR = "; "
 
 

@@ -24,6 +24,7 @@ import psycopg
 from contactbook import metrics
 from contactbook.contacts import bulk_load, runs
 from contactbook.contacts.csv_reader import (
+    FIELDS,
     ContactsCsv,
     CsvContact,
     SkippedRow,
@@ -336,35 +337,11 @@ def _stage_rows(
     conn.execute(CREATE_STAGING)
     with conn.cursor() as cursor, cursor.copy(COPY_STAGING) as copy:
         for row in _usable_rows(csv_file, summary, progress):
-            copy.write_row(
-                (
-                    row.line,
-                    row.first_name,
-                    row.last_name,
-                    row.email,
-                    row.description,
-                    list(row.phones),
-                    row.title,
-                    row.company,
-                    row.location,
-                    list(row.tags),
-                )
-            )
+            copy.write_row((row.line, *row.field_values()))
 
 
 #: What an empty-table load copies, in this order (contacts/bulk_load.py adds the id).
-LOADED_COLUMNS = (
-    "first_name",
-    "last_name",
-    "email",
-    "description",
-    "phones",
-    "title",
-    "company",
-    "location",
-    "tags",
-    "source",
-)
+LOADED_COLUMNS = (*FIELDS, "source")
 
 
 def _load_empty_table(
@@ -375,21 +352,7 @@ def _load_empty_table(
     progress: Progress | None,
 ) -> None:
     rows = (
-        (
-            row.line,
-            (
-                row.first_name,
-                row.last_name,
-                row.email,
-                row.description,
-                list(row.phones),
-                row.title,
-                row.company,
-                row.location,
-                list(row.tags),
-                "csv",
-            ),
-        )
+        (row.line, (*row.field_values(), "csv"))
         for row in _usable_rows(csv_file, summary, progress)
     )
     loaded = bulk_load.load_empty_table(database_url, conn, LOADED_COLUMNS, rows, progress=progress)
