@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 import uvicorn
@@ -96,3 +97,12 @@ def read_status(sock: socket.socket) -> int:
             break
         data += chunk
     return int(data.split(b" ", 2)[1])
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie is not: it has exited and waits to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

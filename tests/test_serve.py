@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from celery_support import CELERY_WARNINGS, wait_until
 from conftest import CONTACTBOOK
-from support import free_port
+from support import alive, free_port
 
 from contactbook.embedded import EmbeddedPostgres, EmbeddedRedis
 from contactbook.tasks import IMPORT_TASK, QUEUE
@@ -24,15 +24,6 @@ pytest_plugins = ["celery_fixtures"]
 pytestmark = CELERY_WARNINGS
 
 SAMPLE_ROWS = 200
-
-
-def alive(pid: int) -> bool:
-    """Running (a zombie is not: it has exited and waits to be reaped)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def processes_in_sessions(sessions: set[int]) -> set[int]:

@@ -12,21 +12,13 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 from celery_support import wait_until
+from support import alive
 
 from contactbook.supervisor import Supervisor
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def run_with(
