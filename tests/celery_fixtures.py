@@ -22,7 +22,9 @@ import pytest
 from celery_support import ADMIN_TOKEN
 
 from contactbook.config import Settings
-from contactbook.tasks import QUEUES, ContactBookCelery, create_celery_app, worker_answers
+from contactbook.jobs import QUEUES
+from contactbook.worker import ContactBookCelery, create_celery_app
+from contactbook.worker_health import worker_answers
 
 CONTACTBOOK = str(Path(sys.executable).with_name("contactbook"))
 

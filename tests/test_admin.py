@@ -12,7 +12,9 @@ import pytest
 from celery_support import ADMIN_TOKEN, CELERY_WARNINGS, admin_headers, wait_for_task, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
-from contactbook import tasks
+from contactbook import jobs, worker
+from contactbook.contacts.uploads import uploads_dir
+from contactbook.nimble import tasks as nimble_tasks
 
 #: The session's worker and its fixtures, defined once for every module that uses them.
 pytest_plugins = ["celery_fixtures"]
@@ -40,7 +42,7 @@ def api(celery_worker, celery_api, db_url) -> httpx.Client:
 
 
 def uploads(worker_settings) -> list[str]:
-    folder = tasks.uploads_dir(worker_settings)
+    folder = uploads_dir(worker_settings)
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
@@ -450,19 +452,19 @@ def test_the_sync_trigger_passes_dry_run_and_allow_removals_to_the_task(
     )
     assert response.status_code == 202
 
-    reader = tasks.create_celery_app(
+    reader = worker.create_celery_app(
         Settings(_env_file=None, database_url=db_url, redis_url=private_redis_url)
     )
     queued = {}
     with reader.connection_for_read() as connection:
-        queue = connection.SimpleQueue(tasks.QUEUE)
-        while tasks.SYNC_TASK not in queued:  # the start-up import is queued too
+        queue = connection.SimpleQueue(jobs.QUEUE)
+        while jobs.SYNC_TASK not in queued:  # the start-up import is queued too
             message = queue.get(timeout=10)
             queued[message.headers["task"]] = message.payload[1]  # (args, kwargs, embed)
             message.ack()
         queue.close()
     reader.close()
-    assert queued[tasks.SYNC_TASK] == {"full": True, "dry_run": True, "allow_removals": True}
+    assert queued[jobs.SYNC_TASK] == {"full": True, "dry_run": True, "allow_removals": True}
 
 
 def test_the_sync_task_runs_a_dry_run_and_allows_removals(make_settings, conn, sim):
@@ -470,13 +472,13 @@ def test_the_sync_task_runs_a_dry_run_and_allows_removals(make_settings, conn, s
 
     sim.reset(people(10))
     settings = make_settings(nimble_api_url=sim.url, nimble_api_key=API_KEY)
-    tasks.run_sync_task(settings, full=True)
+    nimble_tasks.run_sync_task(settings, full=True)
     for i in range(1, 10):
         sim.state.delete_contact(f"p{i:05d}")
 
-    dry = tasks.run_sync_task(settings, full=True, dry_run=True, allow_removals=True)
+    dry = nimble_tasks.run_sync_task(settings, full=True, dry_run=True, allow_removals=True)
     live = conn.execute("SELECT count(*) AS n FROM contacts WHERE deleted_at IS NULL").fetchone()
-    real = tasks.run_sync_task(settings, full=True, allow_removals=True)
+    real = nimble_tasks.run_sync_task(settings, full=True, allow_removals=True)
 
     assert (dry["status"], dry["dry_run"], dry["removed"]) == ("succeeded", True, 9)
     assert live["n"] == 10  # the dry run wrote nothing

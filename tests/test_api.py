@@ -194,7 +194,7 @@ def test_docs_serve_only_swagger_ui_s_own_files(api):
 
 
 def test_every_error_of_the_tree_knows_its_status_and_exit_code():
-    from contactbook import errors, tasks
+    from contactbook import errors
     from contactbook.backup import BackupError, UnusableBackup
     from contactbook.embedded import EmbeddedServerError
     from contactbook.nimble.errors import NimbleAuthError
@@ -207,7 +207,7 @@ def test_every_error_of_the_tree_knows_its_status_and_exit_code():
         errors.DatabaseUnavailable: (503, 1),
         errors.DatabaseNotMigrated: (503, 1),
         errors.QueryTimedOut: (503, 1),
-        tasks.BrokerUnavailable: (503, 1),
+        errors.BrokerUnavailable: (503, 1),
         NimbleAuthError: (502, 1),
         SyncError: (500, 1),
         TooManyRemovals: (500, 1),

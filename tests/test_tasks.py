@@ -11,8 +11,10 @@ from celery.schedules import crontab
 from celery_support import CELERY_WARNINGS
 from nimble_fixtures import API_KEY, people, simulator_server
 
-from contactbook import tasks
+from contactbook import jobs, worker
 from contactbook.config import SAMPLE_CSV
+from contactbook.contacts import tasks as contact_tasks
+from contactbook.contacts import uploads
 from contactbook.contacts.importer import UnusableCsvError
 from contactbook.nimble.sync import SYNC_LOCK_KEY
 
@@ -43,10 +45,10 @@ def firing_times(schedule: crontab, start: datetime, minutes: int) -> list[datet
 
 
 def test_default_schedule_is_once_a_day_at_midnight_utc(make_settings):
-    app = tasks.create_celery_app(make_settings(redis_url="redis://unused"))
-    entry = app.conf.beat_schedule[tasks.SYNC_SCHEDULE_ENTRY]
+    app = worker.create_celery_app(make_settings(redis_url="redis://unused"))
+    entry = app.conf.beat_schedule[worker.SYNC_SCHEDULE_ENTRY]
 
-    assert entry["task"] == tasks.SYNC_TASK
+    assert entry["task"] == jobs.SYNC_TASK
     assert entry["schedule"] == crontab(minute=0, hour=0)
     assert app.conf.timezone == "UTC" and app.conf.enable_utc
     week = firing_times(entry["schedule"], datetime(2026, 3, 2, tzinfo=UTC), 7 * 24 * 60)
@@ -54,10 +56,10 @@ def test_default_schedule_is_once_a_day_at_midnight_utc(make_settings):
 
 
 def test_schedule_follows_sync_schedule(make_settings):
-    app = tasks.create_celery_app(
+    app = worker.create_celery_app(
         make_settings(redis_url="redis://unused", sync_schedule="30 2 * * 1-5")
     )
-    schedule = app.conf.beat_schedule[tasks.SYNC_SCHEDULE_ENTRY]["schedule"]
+    schedule = app.conf.beat_schedule[worker.SYNC_SCHEDULE_ENTRY]["schedule"]
 
     assert schedule == crontab(minute=30, hour=2, day_of_week="1-5")
     week = firing_times(schedule, datetime(2026, 3, 2, tzinfo=UTC), 7 * 24 * 60)  # a Monday
@@ -75,8 +77,8 @@ def test_schedule_follows_sync_schedule(make_settings):
     ],
 )
 def test_an_invalid_sync_schedule_is_a_clear_error(make_settings, expression, fragment):
-    with pytest.raises(tasks.InvalidSchedule) as caught:
-        tasks.create_celery_app(make_settings(redis_url="redis://x", sync_schedule=expression))
+    with pytest.raises(worker.InvalidSchedule) as caught:
+        worker.create_celery_app(make_settings(redis_url="redis://x", sync_schedule=expression))
 
     assert fragment in str(caught.value)
     assert "'0 0 * * *'" in str(caught.value)  # shows a valid one
@@ -91,7 +93,7 @@ def test_processes_refuse_to_start_with_an_invalid_sync_schedule(run_cli, comman
 
 
 def test_celery_is_json_only_acks_late_and_results_expire(make_settings):
-    app = tasks.create_celery_app(make_settings(redis_url="redis://r", search_result_expires=600))
+    app = worker.create_celery_app(make_settings(redis_url="redis://r", search_result_expires=600))
     conf = app.conf
 
     assert (conf.task_serializer, conf.result_serializer) == ("json", "json")
@@ -109,7 +111,7 @@ def test_celery_broker_and_backend_can_be_set_apart_from_redis_url(make_settings
         celery_result_backend="redis://results",
     )
 
-    conf = tasks.create_celery_app(settings).conf
+    conf = worker.create_celery_app(settings).conf
 
     assert (conf.broker_url, conf.result_backend) == ("amqp://guest@rabbit//", "redis://results")
 
@@ -118,14 +120,14 @@ def test_celery_broker_and_backend_can_be_set_apart_from_redis_url(make_settings
 
 
 def test_issued_ids_are_remembered_as_long_as_results(celery_worker):
-    task_id = tasks.submit(celery_worker, tasks.SEARCH_TASK, kind="search", text="tom")
+    task_id = jobs.submit(celery_worker, jobs.SEARCH_TASK, kind="search", text="tom")
     key = f"contactbook-issued-{task_id}"
 
     ttl = celery_worker.backend.client.ttl(key)
 
-    assert tasks.issued_kind(celery_worker, task_id) == "search"
+    assert jobs.issued_kind(celery_worker, task_id) == "search"
     assert celery_worker.conf.result_expires - 5 <= ttl <= celery_worker.conf.result_expires
-    assert tasks.issued_kind(celery_worker, "never-issued") is None
+    assert jobs.issued_kind(celery_worker, "never-issued") is None
 
 
 # --------------------------------------------------------------------------- import
@@ -134,7 +136,7 @@ def test_issued_ids_are_remembered_as_long_as_results(celery_worker):
 def test_import_task_imports_through_the_worker(celery_worker, db_url, write_csv):
     path = write_csv(TWO_PEOPLE)
 
-    result = celery_worker.send_task(tasks.IMPORT_TASK, kwargs={"path": str(path)})
+    result = celery_worker.send_task(jobs.IMPORT_TASK, kwargs={"path": str(path)})
     summary = result.get(timeout=30)
 
     assert (summary["rows_read"], summary["inserted"], summary["performed"]) == (2, 2, True)
@@ -142,10 +144,10 @@ def test_import_task_imports_through_the_worker(celery_worker, db_url, write_csv
 
 
 def test_start_up_import_only_when_empty(worker_settings, db_url):
-    first = tasks.import_file(
+    first = contact_tasks.import_file(
         worker_settings, SAMPLE_CSV, source="start-up", only_if_empty=True, remove_after=False
     )
-    second = tasks.import_file(
+    second = contact_tasks.import_file(
         worker_settings, SAMPLE_CSV, source="start-up", only_if_empty=True, remove_after=False
     )
 
@@ -154,14 +156,14 @@ def test_start_up_import_only_when_empty(worker_settings, db_url):
 
 
 def test_an_imported_upload_is_removed_and_a_second_delivery_is_a_no_op(worker_settings, db_url):
-    upload = tasks.uploads_dir(worker_settings) / "test-upload.csv"
+    upload = uploads.uploads_dir(worker_settings) / "test-upload.csv"
     upload.parent.mkdir(parents=True, exist_ok=True)
     upload.write_text(TWO_PEOPLE)
 
-    first = tasks.import_file(
+    first = contact_tasks.import_file(
         worker_settings, upload, source="upload", only_if_empty=False, remove_after=True
     )
-    again = tasks.import_file(
+    again = contact_tasks.import_file(
         worker_settings, upload, source="upload", only_if_empty=False, remove_after=True
     )
 
@@ -170,21 +172,21 @@ def test_an_imported_upload_is_removed_and_a_second_delivery_is_a_no_op(worker_s
 
 
 def test_an_upload_missing_from_this_workers_disk_is_a_clear_failure(worker_settings, db_url):
-    upload = tasks.uploads_dir(worker_settings) / "never-here.csv"
+    upload = uploads.uploads_dir(worker_settings) / "never-here.csv"
 
-    with pytest.raises(tasks.UploadMissing, match="must share CONTACTBOOK_HOME"):
-        tasks.import_file(
+    with pytest.raises(contact_tasks.UploadMissing, match="must share CONTACTBOOK_HOME"):
+        contact_tasks.import_file(
             worker_settings, upload, source="upload x", only_if_empty=False, remove_after=True
         )
 
 
 def test_an_unusable_upload_fails_and_is_removed(worker_settings, db_url):
-    upload = tasks.uploads_dir(worker_settings) / "garbage.csv"
+    upload = uploads.uploads_dir(worker_settings) / "garbage.csv"
     upload.parent.mkdir(parents=True, exist_ok=True)
     upload.write_bytes(b"\xff\xfe\x00garbage\x00\x00")
 
     with pytest.raises(UnusableCsvError):
-        tasks.import_file(
+        contact_tasks.import_file(
             worker_settings, upload, source="upload", only_if_empty=False, remove_after=True
         )
 
@@ -198,7 +200,9 @@ def test_remove_after_never_deletes_a_file_outside_the_uploads_folder(
 ):
     path = write_csv(TWO_PEOPLE)
 
-    tasks.import_file(worker_settings, path, source="x", only_if_empty=False, remove_after=True)
+    contact_tasks.import_file(
+        worker_settings, path, source="x", only_if_empty=False, remove_after=True
+    )
 
     assert path.exists()
 
@@ -207,10 +211,10 @@ def test_remove_after_never_deletes_a_file_outside_the_uploads_folder(
 
 
 def test_sync_without_a_key_is_skipped_with_one_clear_line(make_settings, caplog):
-    app = tasks.create_celery_app(make_settings(redis_url="redis://unused"))
+    app = worker.create_celery_app(make_settings(redis_url="redis://unused"))
 
     with caplog.at_level(logging.INFO, logger="contactbook"):
-        outcome = app.tasks[tasks.SYNC_TASK].apply(kwargs={"full": True}).get()
+        outcome = app.tasks[jobs.SYNC_TASK].apply(kwargs={"full": True}).get()
 
     assert outcome == {"status": "skipped", "reason": "NIMBLE_API_KEY is not set"}
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("contactbook")]
@@ -223,9 +227,9 @@ def test_sync_task_runs_a_sync_and_reports_its_figures(make_settings, db_url):
         settings = make_settings(
             redis_url="redis://unused", nimble_api_url=sim.url, nimble_api_key=API_KEY
         )
-        app = tasks.create_celery_app(settings)
+        app = worker.create_celery_app(settings)
 
-        outcome = app.tasks[tasks.SYNC_TASK].apply(kwargs={"full": True}).get()
+        outcome = app.tasks[jobs.SYNC_TASK].apply(kwargs={"full": True}).get()
 
     assert outcome["status"] == "succeeded"
     assert (outcome["fetched"], outcome["inserted"], outcome["mode"]) == (7, 7, "full")
@@ -235,12 +239,12 @@ def test_sync_task_skips_while_another_sync_holds_the_lock(make_settings, db_url
     settings = make_settings(
         redis_url="redis://unused", nimble_api_url="http://127.0.0.1:9", nimble_api_key="k"
     )
-    app = tasks.create_celery_app(settings)
+    app = worker.create_celery_app(settings)
 
     with psycopg.connect(db_url, autocommit=True) as holder:
         assert holder.execute("SELECT pg_try_advisory_lock(%s)", (SYNC_LOCK_KEY,)).fetchone()[0]
         with caplog.at_level(logging.WARNING, logger="contactbook"):
-            outcome = app.tasks[tasks.SYNC_TASK].apply(kwargs={"full": False}).get()
+            outcome = app.tasks[jobs.SYNC_TASK].apply(kwargs={"full": False}).get()
         runs = holder.execute("SELECT count(*) FROM sync_runs").fetchone()[0]
 
     assert outcome == {"status": "skipped", "reason": "another sync is running"}
@@ -251,12 +255,12 @@ def test_sync_task_skips_while_another_sync_holds_the_lock(make_settings, db_url
 def test_searches_have_a_queue_of_their_own_and_workers_consume_both(make_settings):
     from contactbook import cli
 
-    app = tasks.create_celery_app(make_settings(redis_url="redis://r"))
+    app = worker.create_celery_app(make_settings(redis_url="redis://r"))
 
-    assert app.amqp.router.route({}, tasks.SEARCH_TASK)["queue"].name == tasks.SEARCH_QUEUE
-    assert app.amqp.router.route({}, tasks.IMPORT_TASK)["queue"].name == tasks.QUEUE
-    assert app.amqp.router.route({}, tasks.SYNC_TASK)["queue"].name == tasks.QUEUE
-    assert cli.WORKER_QUEUES == tasks.QUEUES
+    assert app.amqp.router.route({}, jobs.SEARCH_TASK)["queue"].name == jobs.SEARCH_QUEUE
+    assert app.amqp.router.route({}, jobs.IMPORT_TASK)["queue"].name == jobs.QUEUE
+    assert app.amqp.router.route({}, jobs.SYNC_TASK)["queue"].name == jobs.QUEUE
+    assert cli.WORKER_QUEUES == jobs.QUEUES
     assert app.conf.broker_pool_acquire_timeout is not None
 
 

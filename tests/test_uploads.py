@@ -19,7 +19,8 @@ from contactbook.config import Settings
 from contactbook.contacts import runs
 from contactbook.contacts.uploads import ORPHAN_AGE, sweep_uploads, uploads_dir
 from contactbook.embedded import EmbeddedRedis
-from contactbook.tasks import create_celery_app, worker_answers
+from contactbook.worker import create_celery_app
+from contactbook.worker_health import worker_answers
 
 pytest_plugins = ["celery_fixtures"]
 pytestmark = CELERY_WARNINGS
@@ -165,7 +166,7 @@ def test_an_upload_status_answers_from_its_run_once_redis_forgot_it(
 def test_a_second_delivery_of_an_imported_upload_changes_nothing(
     celery_worker, celery_api, worker_log: Path, db_url: str
 ) -> None:
-    from contactbook.tasks import IMPORT_TASK
+    from contactbook.jobs import IMPORT_TASK
 
     api = celery_api()
     answer = httpx.post(f"{api}/api/v1/imports", headers=admin_headers(),

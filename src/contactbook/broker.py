@@ -63,7 +63,7 @@ class _RedisQoS(kombu_redis.QoS):
         if _cut_off(self.channel):
             # A task that ran through the outage ends on a connection that is gone; its
             # message is still in Redis's unacked hash and runs again after the visibility
-            # timeout (every task is safe to run twice: see tasks.py).
+            # timeout (every task is safe to run twice: see worker.py).
             log.warning(
                 "a task finished after the broker connection it came from was lost; it "
                 "runs again after the visibility timeout (BROKER_VISIBILITY_TIMEOUT)"

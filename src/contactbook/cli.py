@@ -224,7 +224,7 @@ def api(
         )
 
 
-#: The queues of `tasks.QUEUES`, written out so that `--help` does not import Celery.
+#: The queues of `jobs.QUEUES`, written out so that `--help` does not import Celery.
 WORKER_QUEUES = ("contactbook-search", "contactbook")
 
 
@@ -285,7 +285,7 @@ def worker(
         settings = export_service_urls(urls.database_url, urls.redis_url)
         db.wait_for_database(urls.database_url)
         db.upgrade(urls.database_url)
-        from contactbook.tasks import create_celery_app
+        from contactbook.worker import create_celery_app
 
         celery = create_celery_app(settings)
         celery.worker_main(
@@ -320,7 +320,7 @@ def beat(
     _check_schedule(settings)
     with _services(settings, redis_needed=True, role="beat") as urls:
         settings = export_service_urls(urls.database_url, urls.redis_url)
-        from contactbook.tasks import create_celery_app
+        from contactbook.worker import create_celery_app
 
         state = settings.contactbook_home.expanduser().resolve() / "beat"
         state.mkdir(parents=True, exist_ok=True)
@@ -861,7 +861,7 @@ def _database_from_settings(settings: Settings, home: Path) -> str:
 
 def _check_schedule(settings: Settings) -> None:
     """Refuse to start with a SYNC_SCHEDULE that is not a cron expression."""
-    from contactbook.tasks import InvalidSchedule, parse_sync_schedule
+    from contactbook.worker import InvalidSchedule, parse_sync_schedule
 
     try:
         parse_sync_schedule(settings.sync_schedule)

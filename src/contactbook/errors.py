@@ -20,7 +20,7 @@ and nothing a user can cause ends in a traceback.
 
 The domains' own errors join the tree where they are defined: `nimble.errors.NimbleError`
 (502), `nimble.sync.SyncError`, `backup.BackupError`, `embedded.EmbeddedServerError`,
-`tasks.BrokerUnavailable`, `preflight.PortInUse`. Messages never contain a secret: a
+`preflight.PortInUse`. Messages never contain a secret: a
 password, key or token is never put into one (`db.describe_database` names a server
 without its password).
 """

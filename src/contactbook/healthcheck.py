@@ -117,7 +117,7 @@ def _celery_app() -> Any:
     """A Celery client for the broker the roles use (the embedded Redis when REDIS_URL and
     CELERY_BROKER_URL are unset and it runs under CONTACTBOOK_HOME)."""
     from contactbook.config import get_settings
-    from contactbook.tasks import create_celery_app
+    from contactbook.worker import create_celery_app
 
     settings = get_settings()
     if settings.broker_url is None:

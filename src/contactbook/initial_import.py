@@ -10,20 +10,22 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
-from contactbook import db, tasks
+from contactbook import db
 from contactbook.contacts import repository
 from contactbook.contacts.importer import import_csv
-from contactbook.errors import ContactBookError
+from contactbook.errors import BrokerUnavailable, ContactBookError
+from contactbook.jobs import IMPORT_TASK, KIND_IMPORT, submit
 
 if TYPE_CHECKING:
     from contactbook.config import Settings
     from contactbook.db import DictPool
+    from contactbook.worker import ContactBookCelery
 
 log = logging.getLogger(__name__)
 
 
 def start_initial_import(
-    settings: Settings, pool: DictPool, celery: tasks.ContactBookCelery | None
+    settings: Settings, pool: DictPool, celery: ContactBookCelery | None
 ) -> None:
     """Import the start-up CSV when the database has no contacts, on a Celery worker.
 
@@ -43,17 +45,17 @@ def start_initial_import(
     source = f"start-up import of {settings.initial_csv.name}"
     if celery is not None:
         try:
-            tasks.submit(
+            submit(
                 celery,
-                tasks.IMPORT_TASK,
-                kind=tasks.KIND_IMPORT,
+                IMPORT_TASK,
+                kind=KIND_IMPORT,
                 path=str(settings.initial_csv),
                 source=source,
                 only_if_empty=True,
             )
             log.info("queued the %s on a worker", source)
             return
-        except tasks.BrokerUnavailable:
+        except BrokerUnavailable:
             log.warning("the task queue is not reachable: running the %s here", source)
 
     def run() -> None:

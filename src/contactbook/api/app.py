@@ -15,7 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
-from contactbook import __version__, db, tasks
+from contactbook import __version__, db
 from contactbook.api import admin, docs, health, page, v1, v2
 from contactbook.asgi import AdmissionMiddleware, RelativeRedirectMiddleware
 from contactbook.config import Settings, get_settings
@@ -24,6 +24,7 @@ from contactbook.errors import ContactBookError, QueryTimedOut
 from contactbook.initial_import import start_initial_import
 from contactbook.logging import AccessLogMiddleware, RequestIdMiddleware
 from contactbook.metrics import MetricsMiddleware
+from contactbook.worker import create_celery_app
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The Celery client that queues tasks (None without a broker: v2 and admin triggers
     # then answer 503). Built here so a bad SYNC_SCHEDULE stops the API at start too.
     app.state.celery = (
-        tasks.create_celery_app(settings, submit_only=True) if settings.broker_url else None
+        create_celery_app(settings, submit_only=True) if settings.broker_url else None
     )
     app.include_router(health.router)
     app.include_router(v1.router)
@@ -162,10 +163,6 @@ def _install_error_handlers(app: FastAPI) -> None:
             {"detail": "; ".join(problems), "errors": jsonable_encoder(error.errors())},
             status_code=422,
         )
-
-    @app.exception_handler(tasks.BrokerUnavailable)
-    async def broker_down(request: Request, error: tasks.BrokerUnavailable) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=503, headers={"Retry-After": "5"})
 
     @app.exception_handler(PoolTimeout)
     async def pool_exhausted(request: Request, error: PoolTimeout) -> JSONResponse:

@@ -14,7 +14,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from contactbook.config import Settings
 from contactbook.db import AsyncDictConnection, DictConnection
 from contactbook.db.replica import ReadRouter
-from contactbook.tasks import BrokerUnavailable
+from contactbook.errors import BrokerUnavailable
 
 _bearer = HTTPBearer(auto_error=False)
 

@@ -16,11 +16,10 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from contactbook import tasks
+from contactbook import jobs
 from contactbook.api.common import Company, Limit, Offset, SearchText, Tags, TaskAccepted
 from contactbook.api.deps import CeleryDep, Reader
 from contactbook.contacts.schemas import SearchHit
-from contactbook.contacts.search import prepare_search, validate_search
 
 router = APIRouter(prefix="/api/v2", dependencies=[Reader], tags=["v2"])
 
@@ -68,16 +67,8 @@ def submit_search(
 ) -> TaskAccepted:
     """Queue a search for `text` (filtered by `tag` and `company`, as in v1); the answer
     names the task to poll."""
-    # Refused here exactly as v1 refuses it (422), never turned into a failed task.
-    text = validate_search(text, limit, offset)
-    request = prepare_search(text, limit=limit, offset=offset, tags=tags, company=company)
-    task_id = tasks.submit_search(
-        celery,
-        text=text,
-        limit=limit,
-        offset=offset,
-        tags=request.tags,
-        company=request.company,
+    task_id = jobs.submit_search(
+        celery, text, limit=limit, offset=offset, tags=tags, company=company
     )
     return TaskAccepted(task_id=task_id)
 
@@ -92,8 +83,8 @@ def submit_search(
 )
 def search_status(task_id: str, celery: CeleryDep) -> JSONResponse:
     """Where a queued search is: PENDING, STARTED, SUCCESS (with `result`) or FAILURE."""
-    kind, answer = tasks.lookup(celery, task_id)
-    if kind != tasks.KIND_SEARCH:
+    answer = jobs.search_status(celery, task_id)
+    if answer is None:
         raise HTTPException(404, f"no search task with id {task_id}")
     # The result is already v1's JSON (the worker serialised it through SearchHit):
     # sent as it is, since clients poll this often.

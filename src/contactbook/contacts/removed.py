@@ -18,7 +18,7 @@ from psycopg import sql
 
 from contactbook.contacts.importer import lock_out_imports
 from contactbook.contacts.repository import CONTACT_COLUMNS
-from contactbook.db import DictConnection, one_row
+from contactbook.db import DictConnection, one_row, without_statement_timeout
 
 LIST_REMOVED_CONTACTS = sql.SQL("""
 SELECT {columns} FROM contacts
@@ -68,6 +68,7 @@ def undelete_contacts(conn: DictConnection, ids: list[int] | None) -> list[int]:
     transaction; return the ids brought back, in order. Ids that are not removed
     contacts are left alone."""
     with conn.transaction():
+        without_statement_timeout(conn)  # a pooled connection's limit: it waits for the lock
         # Waits for a running import or sync (a sync holds this lock for its
         # transaction), so a contact is never brought back in the middle of a run that
         # is removing it.

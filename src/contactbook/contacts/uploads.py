@@ -22,13 +22,19 @@ import logging
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import psycopg
 from celery import Celery
 
 from contactbook import db
 from contactbook.config import Settings
 from contactbook.contacts import runs
+from contactbook.contacts.csv_reader import ContactsCsv, UnusableCsvError
+from contactbook.errors import BrokerUnavailable, UnusableInput
+from contactbook.jobs import IMPORT_TASK, KIND_IMPORT, submit
+
+if TYPE_CHECKING:
+    from contactbook.db import DictPool
 
 log = logging.getLogger(__name__)
 
@@ -49,30 +55,35 @@ def upload_source(original_name: str, path: Path) -> str:
     return f"upload of {original_name} ({path.name})"
 
 
-def accept_upload(celery: Celery, conn: psycopg.Connection, path: Path, original_name: str) -> str:
-    """Record an upload as queued, then send its import task; returns the task id.
+def accept_upload(celery: Celery, pool: DictPool, path: Path, original_name: str) -> str:
+    """Accept the uploaded file at `path`: refuse it now when its header or encoding makes
+    it unusable (UnusableInput), else record it as queued and send its import task;
+    returns the task id.
 
-    `conn` autocommits: the record is there before any worker can look for it. When the
-    task cannot be sent (BrokerUnavailable), the record is removed: the upload was refused.
+    The record is committed before any worker can look for it (the pool's connections
+    autocommit). When the task cannot be sent (BrokerUnavailable), the record is removed:
+    the upload was refused.
     """
-    from contactbook import tasks
-
+    try:
+        with ContactsCsv.open(path, display_name=original_name):
+            pass
+    except UnusableCsvError as error:
+        raise UnusableInput(f"{error}; nothing was imported") from error
     task_id = str(uuid.uuid4())
     source = upload_source(original_name, path)
-    run_id = runs.queue_upload(conn, source=source, path=str(path), task_id=task_id)
-    try:
-        _send(celery, task_id, run_id, path, source)
-    except tasks.BrokerUnavailable:
-        runs.forget_upload(conn, run_id)
-        raise
+    with pool.connection() as conn:
+        run_id = runs.queue_upload(conn, source=source, path=str(path), task_id=task_id)
+        try:
+            _send(celery, task_id, run_id, path, source)
+        except BrokerUnavailable:
+            runs.forget_upload(conn, run_id)
+            raise
     return task_id
 
 
 def _send(celery: Celery, task_id: str, run_id: int, path: Path | str, source: str) -> None:
-    from contactbook import tasks
-
-    tasks.submit(
-        celery, tasks.IMPORT_TASK, kind=tasks.KIND_IMPORT, task_id=task_id,
+    submit(
+        celery, IMPORT_TASK, kind=KIND_IMPORT, task_id=task_id,
         path=str(path), source=source, remove_after=True, run_id=run_id,
     )  # fmt: skip
 
