@@ -15,11 +15,12 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
 async def call_observed(
-    app: Any, scope: dict, receive: Any, send: Any, done: Callable[[int, float], None]
+    app: ASGIApp, scope: Scope, receive: Receive, send: Send, done: Callable[[int, float], None]
 ) -> None:
     """Run `app` for one HTTP request, then call `done(status, seconds)`.
 
@@ -29,7 +30,7 @@ async def call_observed(
     started = time.perf_counter()
     status = 500
 
-    async def send_and_remember_status(message: dict) -> None:
+    async def send_and_remember_status(message: Message) -> None:
         nonlocal status
         if message["type"] == "http.response.start":
             status = message["status"]
@@ -48,16 +49,16 @@ class HttpMiddleware:
     """An ASGI middleware for HTTP requests: `handle` sees those, every other scope
     (lifespan, websockets) goes straight to the app."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         await self.handle(scope, receive, send)
 
-    async def handle(self, scope: dict, receive: Any, send: Any) -> None:
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         raise NotImplementedError
 
 
@@ -68,9 +69,9 @@ class RelativeRedirectMiddleware(HttpMiddleware):
     send other clients there). The location keeps its path and query only; leading
     slashes are folded into one so the result cannot read as `//other.host/…`."""
 
-    async def handle(self, scope: dict, receive: Any, send: Any) -> None:
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
 
-        async def send_relative(message: dict) -> None:
+        async def send_relative(message: Message) -> None:
             if message["type"] == "http.response.start" and 300 <= message["status"] < 400:
                 message = {
                     **message,
@@ -111,13 +112,13 @@ class AdmissionMiddleware:
     that took minutes to drain).
     """
 
-    def __init__(self, app: Any, *, limit: int = ADMITTED_REQUESTS, wait: float = 5.0) -> None:
+    def __init__(self, app: ASGIApp, *, limit: int = ADMITTED_REQUESTS, wait: float = 5.0) -> None:
         self.app = app
         self.limit = limit
         self.wait = wait
         self._places: asyncio.Semaphore | None = None  # made on the serving event loop
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in ALWAYS_ADMITTED:
             await self.app(scope, receive, send)
             return

@@ -15,13 +15,13 @@ secret (Nimble API key, admin token, read tokens) with `***` in the *finished* l
 the message, its arguments, extras and exception tracebacks are all covered, whoever logged
 them. The secret values are passed in by the caller; this module never reads the environment.
 
-Wiring (the CLI, the API factory and `tasks.py` call these):
+Wiring (the CLI, the API factory and `worker.py` call these):
 
 - `configure_logging(level, process=..., secrets=...)` once per process, early;
 - `uvicorn_log_config(...)` as uvicorn's `log_config` (with `access_log=False`) so each
   uvicorn worker process formats the same way;
 - `RequestIdMiddleware` and `AccessLogMiddleware` on the FastAPI app;
-- `install_celery_logging(app)` in `tasks.py`.
+- `install_celery_logging(app)` in `worker.py`.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contactbook.asgi import HttpMiddleware, call_observed
 
@@ -238,11 +239,11 @@ class RequestIdMiddleware(HttpMiddleware):
     (up to 128 characters), a new one otherwise. The id goes into `request_id_var` (and so
     into every log line of the request) and back to the client in `X-Request-ID`."""
 
-    async def handle(self, scope: dict, receive: Any, send: Any) -> None:
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = _request_id_from(scope) or uuid.uuid4().hex
         header = (REQUEST_ID_HEADER.lower().encode(), request_id.encode())
 
-        async def send_with_request_id(message: dict) -> None:
+        async def send_with_request_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = [
                     (name, value)
@@ -266,17 +267,17 @@ class AccessLogMiddleware:
     are logged at DEBUG. Place it inside `RequestIdMiddleware` so the line carries the
     request's id."""
 
-    def __init__(self, app: Any, logger_name: str = "contactbook.access") -> None:
+    def __init__(self, app: ASGIApp, logger_name: str = "contactbook.access") -> None:
         self.app = app
         self.log = logging.getLogger(logger_name)
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         await call_observed(self.app, scope, receive, send, functools.partial(self._write, scope))
 
-    def _write(self, scope: dict, status: int, seconds: float) -> None:
+    def _write(self, scope: Scope, status: int, seconds: float) -> None:
         path = shorten_path(scope.get("path", ""))
         method = scope.get("method", "")
         level = logging.DEBUG if path in _QUIET_PATHS and status < 400 else logging.INFO
@@ -313,11 +314,11 @@ def shorten_path(path: str) -> str:
 
 def install_celery_logging(app: Any) -> None:
     """Make Celery (worker and beat) log through our JSON formatter, with `task_id` set
-    while a task runs. Call once in `tasks.py`, after creating the app.
+    while a task runs. Call once in `worker.py`, after creating the app.
 
     Celery configures logging itself unless a `setup_logging` receiver exists; ours
     re-applies the last `configure_logging` call (the CLI made it with the right role and
-    secrets). When Celery was started some other way (`celery -A contactbook.tasks worker`)
+    secrets). When Celery was started some other way (`celery -A contactbook.worker worker`)
     it configures from the settings, unless the process already has logging set up (a
     worker started inside a test run keeps the test runner's capture).
     """
@@ -432,7 +433,7 @@ def _level_value(level: str) -> int:
     return logging.getLevelName(_level_name(level))
 
 
-def _request_id_from(scope: dict) -> str | None:
+def _request_id_from(scope: Scope) -> str | None:
     wanted = REQUEST_ID_HEADER.lower().encode()
     for name, value in scope.get("headers", []):
         if name.lower() == wanted:
@@ -441,7 +442,7 @@ def _request_id_from(scope: dict) -> str | None:
     return None
 
 
-def _client_address(scope: dict) -> str | None:
+def _client_address(scope: Scope) -> str | None:
     client = scope.get("client")
     return f"{client[0]}:{client[1]}" if client else None
 

@@ -39,7 +39,7 @@ Without `enable_multiprocess` (tests, a library user) metrics live in this proce
 
 Callers never import prometheus_client: the API adds `MetricsMiddleware` and returns
 `metrics_response()`; sync, import and search call `record_sync_run`, `record_import` and
-`record_search` with plain numbers; `tasks.py` calls `install_celery_metrics(app)`.
+`record_search` with plain numbers; `worker.py` calls `install_celery_metrics(app)`.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ from prometheus_client import (
     values,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.types import Receive, Scope, Send
 
 from contactbook.asgi import HttpMiddleware, call_observed
 
@@ -209,7 +210,7 @@ class MetricsMiddleware(HttpMiddleware):
     scan of random URLs cannot blow up the number of series.
     """
 
-    async def handle(self, scope: dict, receive: Any, send: Any) -> None:
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         await call_observed(
             self.app, scope, receive, send, functools.partial(_count_request, scope)
         )
@@ -219,7 +220,7 @@ class MetricsMiddleware(HttpMiddleware):
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def _count_request(scope: dict, status: int, seconds: float) -> None:
+def _count_request(scope: Scope, status: int, seconds: float) -> None:
     method = scope.get("method", "")
     labels = {
         "method": method if method in HTTP_METHODS else "other",
@@ -231,7 +232,7 @@ def _count_request(scope: dict, status: int, seconds: float) -> None:
     families.http_duration.labels(**labels).observe(seconds)
 
 
-def route_template(scope: dict) -> str:
+def route_template(scope: Scope) -> str:
     """The path template of the route Starlette matched, or `<unmatched>`."""
     route = scope.get("route")
     template = getattr(route, "path_format", None) or getattr(route, "path", None)
@@ -244,7 +245,7 @@ def route_template(scope: dict) -> str:
 
 
 def install_celery_metrics(app: Any) -> None:
-    """Count and time Celery tasks by name and final state. Call once in `tasks.py`."""
+    """Count and time Celery tasks by name and final state. Call once in `worker.py`."""
     from celery import signals
 
     del app  # the signals are process-wide; the argument keeps the call site explicit
