@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from contactbook import metrics
+from contactbook import db, metrics
 from contactbook.api.deps import MetricsReader
 
 router = APIRouter(tags=["health"])
@@ -22,8 +22,8 @@ def readyz(request: Request) -> JSONResponse:
     """Ready when the database answers and, when one is configured, the broker too.
 
     `broker` and `worker` are the last answer of a check this process makes every 5 s in
-    the background (`tasks.QueueMonitor`), so a probe costs the broker nothing and a burst
-    of probes cannot take the connections that task submission needs.
+    the background (`worker_health.QueueMonitor`), so a probe costs the broker nothing
+    and a burst of probes cannot take the connections that task submission needs.
 
     `worker` says whether a Celery worker answered a ping within a second. It is reported
     but does not decide readiness: this process serves v1 and the page without a worker,
@@ -34,7 +34,7 @@ def readyz(request: Request) -> JSONResponse:
     its replay is behind; either database answering is enough to be ready, since reads
     fall back to the primary and writes answer 503 while the primary is away.
     """
-    checks = {"database": _database_ok(request)}
+    checks = {"database": db.pool_answers(request.app.state.pool)}
     replica = request.app.state.reads.report()  # None without DATABASE_READ_URL
     celery = request.app.state.celery
     if celery is not None:
@@ -57,13 +57,6 @@ def readyz(request: Request) -> JSONResponse:
     )
 
 
-def _database_ok(request: Request) -> bool:
-    try:
-        with request.app.state.pool.connection(timeout=2) as conn:
-            conn.execute("SELECT 1")
-        return True
-    except Exception:
-        return False
 
 
 @router.get("/metrics", include_in_schema=False, dependencies=[MetricsReader])

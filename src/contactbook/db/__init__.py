@@ -133,6 +133,8 @@ SET_STATEMENT_TIMEOUT = "SELECT set_config('statement_timeout', %(milliseconds)s
 #: For one transaction of a pooled connection that may run long by design (an undelete
 #: waits for a running import's lock).
 LIFT_STATEMENT_TIMEOUT = "SELECT set_config('statement_timeout', '0', true)"
+#: The cheapest statement that proves a connection answers.
+PING = "SELECT 1"
 
 
 def bound_statements(statement_timeout: float) -> tuple[str, dict[str, Any]] | None:
@@ -150,6 +152,16 @@ def bound_statements(statement_timeout: float) -> tuple[str, dict[str, Any]] | N
     if milliseconds <= 0:
         return None
     return SET_STATEMENT_TIMEOUT, {"milliseconds": str(milliseconds)}
+
+
+def pool_answers(pool: DictPool, *, timeout: float = 2.0) -> bool:
+    """Whether a connection of `pool` can be had within `timeout` s and answers a query."""
+    try:
+        with pool.connection(timeout=timeout) as conn:
+            conn.execute(PING)
+    except Exception:  # any failure means "not reachable"; readiness says so
+        return False
+    return True
 
 
 def without_statement_timeout(conn: DictConnection) -> None:
@@ -224,7 +236,7 @@ def wait_for_database(database_url: str, *, timeout: float = 60.0) -> None:
     while True:
         try:
             with psycopg.connect(database_url, connect_timeout=5) as conn:
-                conn.execute("SELECT 1")
+                conn.execute(PING)
             return
         except psycopg.ProgrammingError as error:
             raise invalid_url(database_url, error) from error
