@@ -453,7 +453,13 @@ def test_redis_dying_mid_task_leaves_the_worker_running_and_the_task_runs_again(
 
     logged = log.read_text()
     assert "Unrecoverable error" not in logged and "AttributeError" not in logged
-    assert "they return to the queue after the visibility timeout" in logged
+    # Its unacknowledged message was either put back at once (the channel closed after
+    # Redis was back: kombu restores it) or left for the visibility timeout (closed while
+    # Redis was away: broker.py says so instead of crashing). Which one is a race.
+    assert (
+        "they return to the queue after the visibility timeout" in logged
+        or "Restoring 1 unacknowledged message(s)" in logged
+    )
     assert count(db_url, "SELECT count(*) FROM contacts") == 20
 
 
