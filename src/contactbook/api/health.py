@@ -57,8 +57,6 @@ def readyz(request: Request) -> JSONResponse:
     )
 
 
-
-
 @router.get("/metrics", include_in_schema=False, dependencies=[MetricsReader])
 def prometheus_metrics() -> Response:
     """Prometheus metrics of this machine's API workers, Celery worker and beat."""

@@ -18,7 +18,7 @@ from contactbook import metrics
 from contactbook.api.common import Company, Limit, Offset, SearchText, Tags
 from contactbook.api.deps import Reader, Reads
 from contactbook.contacts import removed as removed_contacts
-from contactbook.contacts import repository, sync_runs
+from contactbook.contacts import repository
 from contactbook.contacts.schemas import Contact, SearchHit, Stats
 from contactbook.contacts.search import (
     prepare_search,
@@ -81,21 +81,15 @@ def list_contacts(
             raise HTTPException(
                 422, "removed=true lists every removed contact: leave out tag and company"
             )
-
-        def removed_page(conn) -> tuple[int, list[dict]]:
-            return (
-                removed_contacts.count_removed_contacts(conn),
-                removed_contacts.list_removed_contacts(conn, limit=limit, offset=offset),
-            )
-
-        total, contacts = reads.run(removed_page)
-        response.headers["X-Total-Count"] = str(total)
-        return contacts
-    listed = reads.run(
-        lambda conn: repository.list_contacts(
-            conn, limit=limit, offset=offset, tags=tags, company=company
+        listed = reads.run(
+            lambda conn: removed_contacts.removed_page(conn, limit=limit, offset=offset)
         )
-    )
+    else:
+        listed = reads.run(
+            lambda conn: repository.list_contacts(
+                conn, limit=limit, offset=offset, tags=tags, company=company
+            )
+        )
     response.headers["X-Total-Count"] = str(listed.total)
     return listed.contacts
 
@@ -116,9 +110,4 @@ def get_contact(contact_id: int, reads: Reads) -> dict:
 @router.get("/stats", response_model=Stats)
 def stats(reads: Reads) -> Stats:
     """How many contacts there are and when the last sync succeeded."""
-
-    def figures(conn) -> tuple:
-        return sync_runs.last_successful_sync(conn), repository.count_live_contacts(conn)
-
-    last_sync, contacts = reads.run(figures)
-    return Stats(contacts=contacts, last_sync=last_sync.isoformat() if last_sync else None)
+    return Stats(**reads.run(repository.contact_stats))

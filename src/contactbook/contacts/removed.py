@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from psycopg import sql
 
 from contactbook.contacts.importer import lock_out_imports
-from contactbook.contacts.repository import CONTACT_COLUMNS
+from contactbook.contacts.repository import CONTACT_COLUMNS, ContactList
 from contactbook.db import DictConnection, one_row, without_statement_timeout
 
 LIST_REMOVED_CONTACTS = sql.SQL("""
@@ -55,6 +55,14 @@ def count_removed_contacts(conn: DictConnection) -> int:
     return one_row(conn.execute(COUNT_REMOVED_CONTACTS))["n"]
 
 
+def removed_page(conn: DictConnection, *, limit: int, offset: int) -> ContactList:
+    """A page of removed contacts and how many there are (`?removed=true`)."""
+    return ContactList(
+        total=count_removed_contacts(conn),
+        contacts=list_removed_contacts(conn, limit=limit, offset=offset),
+    )
+
+
 def iter_removed_contacts(conn: DictConnection) -> Iterator[dict]:
     """Every removed contact in id order, streamed with a server-side cursor."""
     with conn.cursor(name="export_removed_contacts") as cursor:
@@ -84,5 +92,6 @@ __all__ = [
     "count_removed_contacts",
     "iter_removed_contacts",
     "list_removed_contacts",
+    "removed_page",
     "undelete_contacts",
 ]

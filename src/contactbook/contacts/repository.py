@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from psycopg import sql
 
+from contactbook.contacts import sync_runs
 from contactbook.db import DictConnection, one_row
 
 #: A contact as the API shows it (`schemas.Contact`, in its field order): the one list of
@@ -131,6 +133,15 @@ def list_contacts(
 
 def count_live_contacts(conn: DictConnection) -> int:
     return one_row(conn.execute(COUNT_LIVE_CONTACTS))["n"]
+
+
+def contact_stats(conn: DictConnection) -> dict[str, Any]:
+    """`GET /api/v1/stats`: how many live contacts there are, when the last sync succeeded."""
+    last_sync = sync_runs.last_successful_sync(conn)
+    return {
+        "contacts": count_live_contacts(conn),
+        "last_sync": last_sync.isoformat() if last_sync else None,
+    }
 
 
 def has_any_contact(conn: DictConnection) -> bool:
