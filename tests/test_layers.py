@@ -49,11 +49,15 @@ def runtime_imports(path: Path) -> set[str]:
     return found
 
 
+def nodes(path: Path) -> list[ast.AST]:
+    return list(ast.walk(ast.parse(path.read_text(), filename=str(path))))
+
+
 def sql_strings(path: Path) -> list[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
+    """The string constants of `path` that are SQL statements."""
     return [
         node.value
-        for node in ast.walk(tree)
+        for node in nodes(path)
         if isinstance(node, ast.Constant)
         and isinstance(node.value, str)
         and SQL_STRING.match(node.value)
@@ -62,10 +66,9 @@ def sql_strings(path: Path) -> list[str]:
 
 def executes(path: Path) -> list[int]:
     """Lines where `path` runs a statement itself (`….execute(…)`)."""
-    tree = ast.parse(path.read_text(), filename=str(path))
     return [
         node.lineno
-        for node in ast.walk(tree)
+        for node in nodes(path)
         if isinstance(node, ast.Call)
         and isinstance(node.func, ast.Attribute)
         and node.func.attr in ("execute", "executemany")
