@@ -125,9 +125,9 @@ def test_issued_ids_are_remembered_as_long_as_results(celery_worker):
 
     ttl = celery_worker.backend.client.ttl(key)
 
-    assert jobs.issued_kind(celery_worker, task_id) == "search"
+    assert jobs.lookup(celery_worker, task_id)[0] == "search"
     assert celery_worker.conf.result_expires - 5 <= ttl <= celery_worker.conf.result_expires
-    assert jobs.issued_kind(celery_worker, "never-issued") is None
+    assert jobs.lookup(celery_worker, "never-issued")[0] is None
 
 
 # --------------------------------------------------------------------------- import

@@ -147,11 +147,6 @@ def search_status(app: Celery, task_id: str) -> dict | None:
     return answer if kind == KIND_SEARCH else None
 
 
-def issued_kind(app: Celery, task_id: str) -> str | None:
-    """The kind a task id was issued as, or None when this service never issued it."""
-    return lookup(app, task_id)[0]
-
-
 def lookup(app: Celery, task_id: str) -> tuple[str | None, dict]:
     """The kind a task was issued as (None: never issued) and its `{task_id, status,
     result, error}`, read in one round trip: the status endpoints are polled often."""
