@@ -29,7 +29,7 @@ from kombu.exceptions import OperationalError as BrokerOperationalError
 
 from contactbook import errors
 from contactbook.contacts import runs
-from contactbook.contacts.search import prepare_search, validate_search
+from contactbook.contacts.search import prepare_search
 from contactbook.errors import BrokerUnavailable
 from contactbook.worker_health import ALIVE_KEY
 
@@ -104,7 +104,6 @@ def submit_search(
     workers have caught up. The count is the search queue's length (one round trip; a
     few submits at the same instant may pass the limit together, which is harmless).
     """
-    text = validate_search(text, limit, offset)
     request = prepare_search(text, limit=limit, offset=offset, tags=tags, company=company)
     _status_store(app)  # a backend that keeps no statuses says so before anything waits
     queue_limit = app.settings.search_queue_limit
@@ -117,7 +116,8 @@ def submit_search(
             )
     return submit(
         app, SEARCH_TASK, kind=KIND_SEARCH,
-        text=text, limit=limit, offset=offset, tags=request.tags, company=request.company,
+        text=request.query, limit=limit, offset=offset, tags=request.tags,
+        company=request.company,
     )  # fmt: skip
 
 

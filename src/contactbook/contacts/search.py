@@ -80,6 +80,9 @@ SELECT * FROM contactbook_search(%(text)s, %(words)s, %(excluded)s, %(limit)s, %
 class SearchRequest:
     """A validated search, ready for `contactbook_search`."""
 
+    #: The text as given, checked and stripped (what a v2 search task is sent).
+    query: str
+    #: The text for websearch_to_tsquery (see `Words.text`).
     text: str
     words: list[str]
     excluded: list[str]
@@ -118,6 +121,7 @@ def prepare_search(
     if len(tags) > MAX_TAGS:
         raise InvalidSearch(f"give at most {MAX_TAGS} tags, not {len(tags)}")
     return SearchRequest(
+        query=text,
         text=words.text,
         words=words.positive,
         excluded=words.excluded,
