@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from celery_support import ADMIN_TOKEN
+from celery_support import ADMIN_TOKEN, forget_queues
 
 from contactbook.config import Settings
 from contactbook.jobs import QUEUES
@@ -59,8 +59,7 @@ def celery_worker(worker_settings: Settings, worker_log: Path) -> Iterator[Conta
     """
     app = create_celery_app(worker_settings)
     with app.connection_for_write() as conn:
-        for queue in QUEUES:
-            conn.default_channel.queue_purge(queue)  # nothing left over from another run
+        forget_queues(conn, QUEUES)  # nothing left over from another run
     env = {
         key: value
         for key, value in os.environ.items()

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from celery_support import CELERY_WARNINGS, wait_for_task, wait_until
+from celery_support import CELERY_WARNINGS, forget_queues, wait_for_task, wait_until
 from kombu import Exchange, Queue
 from support import free_port
 
@@ -250,15 +250,10 @@ def lost_queue(celery_worker) -> Iterator[str]:
     name = f"contactbook-test-lost-{uuid.uuid4().hex}"
     yield name
     with celery_worker.connection_for_write() as conn:
-        channel = conn.default_channel
-        queue = Queue(name, Exchange(name), routing_key=name)(channel)  # as Celery made it
+        forget_queues(conn, [name])
+        queue = Queue(name, Exchange(name), routing_key=name)(conn.default_channel)
         queue.declare()  # kombu deletes only the bindings this channel knows
         queue.delete()
-        for tag, saved in channel.client.hscan_iter(channel.unacked_key):
-            _message, _exchange, routing_key = json.loads(saved)
-            if routing_key == name:
-                channel.client.hdel(channel.unacked_key, tag)
-                channel.client.zrem(channel.unacked_index_key, tag)
 
 
 def test_a_task_whose_worker_died_is_not_shown_as_running(
