@@ -286,11 +286,15 @@ def test_a_task_whose_worker_died_is_not_shown_as_running(
             task_id = celery_worker.send_task(
                 jobs.IMPORT_TASK, kwargs={"path": str(path)}, queue=lost_queue
             ).id
-            wait_until(
-                lambda: jobs.lookup(celery_worker, task_id)[1]["status"] == "STARTED",
-                timeout=60,
-                what="the import to start",
-            )
+            try:
+                wait_until(
+                    lambda: jobs.lookup(celery_worker, task_id)[1]["status"] == "STARTED",
+                    timeout=60,
+                    what="the import to start",
+                )
+            except AssertionError as error:
+                logged = (tmp_path / "lost-worker.log").read_text(errors="replace")
+                raise AssertionError(f"{error}; the worker logged:\n{logged}") from None
         finally:
             os.killpg(doomed.pid, signal.SIGKILL)
             doomed.wait()
