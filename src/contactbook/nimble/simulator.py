@@ -635,11 +635,14 @@ class SimulatorState:
             self._version += 1
         return resource
 
-    def update_contact(self, nimble_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+    def update_contact(
+        self, nimble_id: str, changes: dict[str, Any], *, updated: datetime | None = None
+    ) -> dict[str, Any] | None:
         """Change some values, given as :func:`person_fields` keys (``first_name``,
         ``emails``, ``phones``, ``employments``, ``addresses``…), ``tags`` or
         ``record_type``; ``None`` (or an empty list) removes a field. ``fields``
-        replaces the Nimble fields wholesale. Moves ``updated`` to now."""
+        replaces the Nimble fields wholesale. Moves ``updated`` to now, or to `updated`
+        (Nimble's stamps are whole seconds: a test that needs the same stamp gives it)."""
         unknown = set(changes) - _FIELD_NAMES.keys() - {"fields", "tags", "record_type"}
         if unknown:
             raise ValueError(f"unknown keys: {sorted(unknown)}")
@@ -659,7 +662,7 @@ class SimulatorState:
                 resource["tags"] = tag_list(changes["tags"] or ())
             if "record_type" in changes:
                 resource["record_type"] = changes["record_type"]
-            resource["updated"] = _stamp(_now())
+            resource["updated"] = _stamp(updated or _now())
             self._records[nimble_id] = resource
             self._version += 1
             return resource
